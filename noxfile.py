@@ -1,0 +1,87 @@
+"""
+The test matrix: ``nox`` runs tests (Python 3.10-3.13, with and without the trio extra), lint
+and typing. ``nox -s bench`` runs the benchmarks (not part of the default sessions).
+
+Interpreters: on a pyenv machine where only one version is active, the noxfile makes every
+installed CPython 3.10-3.13 resolvable by setting PYENV_VERSION before nox looks them up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+ROOT = Path(__file__).parent
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests", "lowest", "lint", "typing"]
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _expose_pyenv_versions() -> None:
+    if os.environ.get("PYENV_VERSION") or not shutil.which("pyenv"):
+        return
+    try:
+        out = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return
+    installed = [v.strip() for v in out.splitlines() if re.fullmatch(r"3\.1[0-3]\.\d+", v.strip())]
+    current = subprocess.run(["pyenv", "version-name"], capture_output=True, text=True).stdout.strip()
+    ordered = [current] if current in installed else []
+    ordered += [v for v in installed if v not in ordered]
+    if ordered:
+        os.environ["PYENV_VERSION"] = ":".join(ordered)
+
+
+_expose_pyenv_versions()
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("extras", ["asyncio", "trio"])
+def tests(session: nox.Session, extras: str) -> None:
+    """The test suite; ``extras=asyncio`` runs without trio installed."""
+    if extras == "trio":
+        session.install(".[test,trio]", "pytest-trio")
+    else:
+        session.install(".[test]")
+        session.run("python", "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('trio') is not None)")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python="3.10")
+def lowest(session: nox.Session) -> None:
+    """The test suite against the lowest versions our dependency floors allow."""
+    if session.venv_backend != "uv":
+        session.skip("lowest-direct resolution needs uv")
+    session.install("--resolution=lowest-direct", ".[test,trio]")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session(python="3.12")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", "native_anyio", "tests", "benchmarks", "bridges", "noxfile.py")
+    session.run("ruff", "format", "--check", "native_anyio", "tests", "benchmarks", "bridges", "noxfile.py")
+
+
+@nox.session(python="3.12")
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install(".[trio]", "mypy>=1.13")
+    session.run("mypy", "native_anyio")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """The benchmarks (quick mode unless arguments are given)."""
+    session.install(".[bench]")
+    args = session.posargs or ["--quick"]
+    session.run("python", "benchmarks/bench_e2e.py", *args)
