@@ -9,6 +9,13 @@ service, and health/metrics snapshots. Test fakes and local servers live in
 
 from __future__ import annotations
 
+from ._auth import DEFAULT_WINDOW_MS as DEFAULT_WINDOW_MS
+from ._auth import MAX_WINDOW_MS as MAX_WINDOW_MS
+from ._auth import Ed25519Secret as Ed25519Secret
+from ._auth import Ed25519Signer as Ed25519Signer
+from ._auth import HeaderNames as HeaderNames
+from ._auth import generate_keypair as generate_keypair
+from ._auth import verify_signature as verify_signature
 from ._backoff import Backoff as Backoff
 from ._backoff import BackoffRun as BackoffRun
 from ._errors import ApiError as ApiError
@@ -35,6 +42,15 @@ from ._health import Instrumentation as Instrumentation
 from ._health import InstrumentationEvent as InstrumentationEvent
 from ._health import LoggingHook as LoggingHook
 from ._liveness import LivenessConfig as LivenessConfig
+from ._ratelimit import RateLimiter as RateLimiter
+from ._ratelimit import RateLimiterStatistics as RateLimiterStatistics
+from ._ratelimit import RateLimitPolicy as RateLimitPolicy
+from ._rest import RestClient as RestClient
+from ._rest_support import ParamValue as ParamValue
+from ._rest_support import RequestInfo as RequestInfo
+from ._rest_support import RestResponse as RestResponse
+from ._rest_support import RestStatistics as RestStatistics
+from ._rest_support import Signer as Signer
 from ._router import Router as Router
 from ._router import RouterStatistics as RouterStatistics
 from ._session import Connected as Connected
@@ -46,6 +62,10 @@ from ._session import SessionStatistics as SessionStatistics
 from ._session import SubscriptionProtocol as SubscriptionProtocol
 from ._session import WsSession as WsSession
 from ._session import open_session as open_session
+from ._signing import build_signing_string as build_signing_string
+from ._symbols import SymbolService as SymbolService
+from ._symbols import SymbolStatistics as SymbolStatistics
+from ._symbols import UnknownSymbolError as UnknownSymbolError
 from ._transport import AnyioTransport as AnyioTransport
 from ._transport import ConnectionListener as ConnectionListener
 from ._transport import WsConnection as WsConnection
@@ -64,10 +84,14 @@ __all__ = [
     "Connected",
     "ConnectionListener",
     "ConnectionLost",
+    "DEFAULT_WINDOW_MS",
     "DecodeError",
     "Disconnected",
+    "Ed25519Secret",
+    "Ed25519Signer",
     "FrameProtocolError",
     "HandshakeRejected",
+    "HeaderNames",
     "Health",
     "HealthStatus",
     "Instrumentation",
@@ -77,24 +101,40 @@ __all__ = [
     "LivenessConfig",
     "LocalProtocolError",
     "LoggingHook",
+    "MAX_WINDOW_MS",
     "MessageTooBig",
     "NativeError",
     "NativeInternalError",
+    "ParamValue",
     "ProtocolError",
+    "RateLimitPolicy",
     "RateLimited",
+    "RateLimiter",
+    "RateLimiterStatistics",
     "RemoteProtocolError",
+    "RequestInfo",
     "RequestTimeout",
+    "RestClient",
+    "RestResponse",
+    "RestStatistics",
     "Router",
     "RouterStatistics",
     "SessionConfig",
     "SessionEvent",
     "SessionStatistics",
+    "Signer",
     "SubscriptionProtocol",
+    "SymbolService",
+    "SymbolStatistics",
     "TransportError",
+    "UnknownSymbolError",
     "WsConnection",
     "WsSession",
     "WsTransport",
+    "build_signing_string",
+    "generate_keypair",
     "open_session",
+    "verify_signature",
 ]
 
 

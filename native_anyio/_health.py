@@ -84,7 +84,7 @@ class InstrumentationEvent:
 class Instrumentation(Protocol):
     """A hook receiving instrumentation events. It must not block and should not raise."""
 
-    def __call__(self, event: InstrumentationEvent) -> None: ...
+    def __call__(self, event: InstrumentationEvent, /) -> None: ...
 
 
 _log = logging.getLogger("native_anyio")

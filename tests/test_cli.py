@@ -35,7 +35,11 @@ def test_demo_streams_heals_a_server_restart_and_exits_cleanly(backend: str):
 
 def test_unknown_command_fails_with_usage():
     result = subprocess.run(
-        [sys.executable, "-m", "native_anyio", "nope"], capture_output=True, text=True, timeout=30, check=False
+        [sys.executable, "-m", "native_anyio", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 2
     assert "usage: native-anyio" in result.stderr

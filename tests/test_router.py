@@ -132,7 +132,9 @@ def test_handler_errors_raise_by_default():
 
 def test_handler_errors_counted_in_count_mode_and_the_batch_continues():
     events: list[InstrumentationEvent] = []
-    router: Router[Envelope] = Router(Envelope, channel_of=by_stream, handler_errors="count", hooks=[events.append])
+    router: Router[Envelope] = Router(
+        Envelope, channel_of=by_stream, handler_errors="count", hooks=[events.append]
+    )
     good: list[Envelope] = []
     calls = 0
 
