@@ -29,7 +29,9 @@ def _expose_pyenv_versions() -> None:
     if os.environ.get("PYENV_VERSION") or not shutil.which("pyenv"):
         return
     try:
-        out = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return
     installed = [v.strip() for v in out.splitlines() if re.fullmatch(r"3\.1[0-3]\.\d+", v.strip())]
@@ -51,7 +53,11 @@ def tests(session: nox.Session, extras: str) -> None:
         session.install(".[test,trio]", "pytest-trio")
     else:
         session.install(".[test]")
-        session.run("python", "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('trio') is not None)")
+        session.run(
+            "python",
+            "-c",
+            "import importlib.util, sys; sys.exit(importlib.util.find_spec('trio') is not None)",
+        )
     session.run("python", "-m", "pytest", *session.posargs)
 
 

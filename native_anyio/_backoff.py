@@ -17,6 +17,7 @@ spirit of stamina's ``set_testing``.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 
@@ -53,6 +54,10 @@ class Backoff:
     max_elapsed: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("initial", "multiplier", "max_delay", "jitter", "max_elapsed"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"backoff {name} must be a finite number")
         if self.initial < 0 or self.max_delay < 0:
             raise ValueError("backoff delays must be >= 0")
         if self.multiplier < 1:
@@ -68,13 +73,15 @@ class Backoff:
         """The un-jittered delay before retry number ``attempt`` (1-based)."""
         if attempt < 1:
             raise ValueError("attempt is 1-based")
-        # Avoid float overflow for huge attempt numbers: stop growing once capped.
-        delay = self.initial
-        for _ in range(attempt - 1):
-            delay *= self.multiplier
-            if delay >= self.max_delay:
-                return self.max_delay
-        return min(delay, self.max_delay)
+        if self.initial == 0 or self.multiplier == 1 or self.initial >= self.max_delay:
+            return min(self.initial, self.max_delay)
+        # The cap is reached after a bounded number of steps; never raise to a huge power.
+        steps_to_cap = math.ceil(
+            (math.log(self.max_delay) - math.log(self.initial)) / math.log(self.multiplier)
+        )
+        if attempt - 1 >= steps_to_cap:
+            return self.max_delay
+        return min(self.initial * self.multiplier ** (attempt - 1), self.max_delay)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """The jittered delay before retry number ``attempt``, drawn from ``rng``."""

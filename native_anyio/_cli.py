@@ -73,7 +73,9 @@ async def _demo(count: int, symbol: str) -> int:
                         print(f"{envelope.stream:<16} #{trade.t:<8} {side:<4} {trade.q:>6} @ {trade.p}")
                         received += 1
             stats = session.statistics()
-            print(f"-- {stats.messages} messages, {stats.reconnects} reconnect(s), health: {session.health().status}")
+            print(
+                f"-- {stats.messages} messages, {stats.reconnects} reconnect(s), health: {session.health().status}"
+            )
     return 0
 
 

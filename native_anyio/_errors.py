@@ -93,7 +93,7 @@ class NativeError(Exception):
             return self.message
         return f"{self.message} ({', '.join(context)})"
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]  # keep context across pickling
+    def __reduce__(self) -> tuple[object, ...]:  # keep context across pickling
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
@@ -150,7 +150,9 @@ class ConnectionLost(TransportError):
         attempts: connection attempts made in the current retry run.
     """
 
-    def __init__(self, message: str, *, reason: CloseReason, attempts: int = 0, **context: str | None) -> None:
+    def __init__(
+        self, message: str, *, reason: CloseReason, attempts: int = 0, **context: str | None
+    ) -> None:
         super().__init__(message, **context)
         self.reason = reason
         self.attempts = attempts

@@ -55,7 +55,9 @@ _DATA_OPCODES: Final = frozenset({OP_TEXT, OP_BINARY})
 _CONTROL_OPCODES: Final = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 
 # Close codes a peer may put on the wire (RFC 6455 7.4.1/7.4.2, and the IANA registry up to 1014).
-_VALID_CLOSE_CODES: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+_VALID_CLOSE_CODES: Final = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 _unpack_h = struct.Struct("!H").unpack_from
 _unpack_q = struct.Struct("!Q").unpack_from
@@ -100,11 +102,18 @@ def parse_close_payload(payload: bytes) -> tuple[int | None, str]:
 
 
 def encode_close_payload(code: int | None, reason: str = "") -> bytes:
-    """Encode a close payload; ``code=None`` gives the empty payload."""
+    """
+    Encode a close payload; ``code=None`` gives the empty payload.
+
+    A reason longer than the 123 bytes a control frame leaves for it is cut on a code point
+    boundary, so the payload stays valid UTF-8 (the peer would fail the connection with 1007).
+    """
     if code is None:
         return b""
-    data = code.to_bytes(2, "big") + reason.encode("utf-8")
-    return data[:125]
+    encoded = reason.encode("utf-8")
+    if len(encoded) > 123:
+        encoded = encoded[:123].decode("utf-8", "ignore").encode("utf-8")
+    return code.to_bytes(2, "big") + encoded
 
 
 def _mask(payload: bytes, key: bytes) -> bytes:
@@ -140,7 +149,12 @@ def encode_frame(
         head += bytes([mask_bit | 127]) + n.to_bytes(8, "big")
     if not mask:
         return head + payload
-    key = mask_key if mask_key is not None else os.urandom(4)
+    if mask_key is None:
+        key = os.urandom(4)
+    elif len(mask_key) == 4:
+        key = mask_key
+    else:
+        raise ValueError(f"mask_key must be 4 bytes, got {len(mask_key)}")
     return head + key + _mask(payload, key)
 
 
@@ -160,7 +174,7 @@ class FrameParser:
     """
 
     __slots__ = ("_chunks", "_chunks_len", "_expect_masked", "_frag_op", "_frags", "_frags_len",
-                 "_max", "_need", "_rest", "closed", "control")  # fmt: skip
+                 "_max", "_need", "_rest", "closed", "completed_before_error", "control")  # fmt: skip
 
     def __init__(self, *, max_message_size: int = 1 << 20, expect_masked: bool = False) -> None:
         if max_message_size < 1:
@@ -176,6 +190,7 @@ class FrameParser:
         self._frags_len = 0
         self.control: list[tuple[int, bytes]] = []
         self.closed = False
+        self.completed_before_error: list[bytes] = []
 
     @property
     def buffered(self) -> int:
@@ -185,6 +200,10 @@ class FrameParser:
     def feed(self, data: bytes) -> list[bytes]:
         """
         Consume ``data`` and return the data messages it completed.
+
+        When it raises, the messages the same call completed before the bad frame are in
+        :attr:`completed_before_error` (they were valid and should still be delivered); control
+        frames before it are in :attr:`control` as usual. The parser must not be fed again.
 
         Raises:
             FrameProtocolError: the input breaks RFC 6455 (see the module rules).
@@ -211,56 +230,58 @@ class FrameParser:
         pos = 0
         end = len(buf)
         limit = self._max
-        while end - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            if b0 == 0x81 and self._frag_op is None:
-                # Fast path: unfragmented text frame, unmasked (client side).
-                if b1 < 126:
-                    start = pos + 2
-                    stop = start + b1
-                elif b1 == 126:
-                    if end - pos < 4:
-                        break
-                    start = pos + 4
-                    stop = start + ((buf[pos + 2] << 8) | buf[pos + 3])
-                else:
-                    pos = self._slow_frame(buf, pos, end, out)
-                    if pos < 0:
-                        pos = -pos - 1
-                        break
-                    continue
-                if stop > end:
+        # 0x100 never equals a byte: a server (masked input) never takes the unmasked fast path.
+        fast_b0 = 0x100 if self._expect_masked else 0x81
+        try:
+            while end - pos >= 2:
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                if b0 == fast_b0 and self._frag_op is None:
+                    # Fast path: unfragmented text frame, unmasked (client side).
+                    if b1 < 126:
+                        start = pos + 2
+                        stop = start + b1
+                    elif b1 == 126:
+                        if end - pos < 4:
+                            break
+                        start = pos + 4
+                        stop = start + ((buf[pos + 2] << 8) | buf[pos + 3])
+                    else:
+                        pos = self._slow_frame(buf, pos, end, out)
+                        if pos < 0:
+                            pos = -pos - 1
+                            break
+                        continue
+                    # The size is checked from the header, before UTF-8, as on the slow path: the
+                    # outcome must not depend on whether the payload arrived in the same read.
                     if stop - start > limit:
                         raise MessageTooBig(
                             f"message of {stop - start} bytes exceeds the limit of {limit}",
                             size=stop - start,
                             limit=limit,
                         )
-                    self._need = stop - pos
-                    break
-                payload = buf[start:stop]
-                if not payload.isascii():
-                    try:
-                        payload.decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise FrameProtocolError("text message is not valid UTF-8", close_code=1007) from None
-                if stop - start > limit:
-                    raise MessageTooBig(
-                        f"message of {stop - start} bytes exceeds the limit of {limit}",
-                        size=stop - start,
-                        limit=limit,
-                    )
-                append(payload)
-                pos = stop
-            else:
-                pos = self._slow_frame(buf, pos, end, out)
-                if pos < 0:
-                    pos = -pos - 1
-                    break
-                if self.closed:
-                    self._rest = b""
-                    return out
+                    if stop > end:
+                        self._need = stop - pos
+                        break
+                    payload = buf[start:stop]
+                    if not payload.isascii():
+                        try:
+                            payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            raise FrameProtocolError(
+                                "text message is not valid UTF-8", close_code=1007
+                            ) from None
+                    append(payload)
+                    pos = stop
+                else:
+                    pos = self._slow_frame(buf, pos, end, out)
+                    if pos < 0:
+                        pos = -pos - 1
+                        break
+        except (FrameProtocolError, MessageTooBig):
+            # Keep what this read completed before the bad frame: those messages were valid.
+            self.completed_before_error = out
+            raise
         self._rest = buf[pos:] if pos < end else b""
         return out
 
@@ -268,7 +289,8 @@ class FrameParser:
         """
         Parse one frame at ``pos`` the general way.
 
-        Returns the position after it, or ``-(pos + 1)`` when more bytes are needed.
+        Returns the position after it, or ``-(pos + 1)`` when more bytes are needed. After a close
+        frame it returns ``end``: the rest of the input is ignored.
         """
         b0 = buf[pos]
         b1 = buf[pos + 1]
@@ -278,7 +300,9 @@ class FrameParser:
         opcode = b0 & 0x0F
         masked = b1 & 0x80
         if bool(masked) != self._expect_masked:
-            raise FrameProtocolError("masked frame from a server" if masked else "unmasked frame from a client")
+            raise FrameProtocolError(
+                "masked frame from a server" if masked else "unmasked frame from a client"
+            )
         length = b1 & 0x7F
         head = 2
         if length == 126:
@@ -308,7 +332,9 @@ class FrameParser:
             raise FrameProtocolError(f"reserved opcode {opcode:#x}")
         if opcode not in _CONTROL_OPCODES and self._frags_len + length > self._max:
             size = self._frags_len + length
-            raise MessageTooBig(f"message of {size} bytes exceeds the limit of {self._max}", size=size, limit=self._max)
+            raise MessageTooBig(
+                f"message of {size} bytes exceeds the limit of {self._max}", size=size, limit=self._max
+            )
         if masked:
             head += 4
         stop = pos + head + length
@@ -320,10 +346,14 @@ class FrameParser:
         if masked:
             payload = _mask(payload, buf[pos + head - 4 : pos + head])
         if opcode in _CONTROL_OPCODES:
-            self.control.append((opcode, payload))
             if opcode == OP_CLOSE:
-                parse_close_payload(payload)  # validate now: a bad close is a protocol error
+                # Validate before handing it over: a bad close is a protocol error, not a close
+                # for the caller to echo.
+                parse_close_payload(payload)
                 self.closed = True
+                self.control.append((opcode, payload))
+                return end
+            self.control.append((opcode, payload))
             return stop
         if opcode != OP_CONT:
             self._frag_op = opcode

@@ -10,8 +10,10 @@ other status becomes :class:`HandshakeRejected`, which says whether retrying can
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,22 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Largest response (or request) head we accept.
 MAX_HEAD_SIZE = 16 * 1024
 
+# RFC 9110 5.6.2 token: what a header name may be.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Characters that would end the request line or a header line early (request smuggling).
+_BREAKS = re.compile(r"[\r\n\x00]")
+
+
+def _header_lines(headers: Mapping[str, str] | None) -> list[str]:
+    lines = []
+    for name, value in (headers or {}).items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if _BREAKS.search(value):
+            raise ValueError("header values must not contain line breaks or NUL")
+        lines.append(f"{name}: {value}")
+    return lines
+
 
 def new_client_key() -> str:
     """A fresh random ``Sec-WebSocket-Key``."""
@@ -43,12 +61,22 @@ def new_client_key() -> str:
 
 def accept_key(client_key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value for ``client_key``."""
-    digest = hashlib.sha1(client_key.encode("ascii") + _GUID).digest()  # noqa: S324 - mandated by RFC 6455
+    # SHA-1 is mandated by RFC 6455 4.2.2; it is not used for security here.
+    digest = hashlib.sha1(client_key.encode("ascii") + _GUID).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
 def build_client_request(host: str, path: str, key: str, headers: Mapping[str, str] | None = None) -> bytes:
-    """The opening handshake request bytes. ``host`` includes the port when it is not the default."""
+    """
+    The opening handshake request bytes. ``host`` includes the port when it is not the default.
+
+    Raises:
+        ValueError: a line break, NUL or space in ``host``, ``path`` or ``key``, or an invalid
+            extra header (which could otherwise inject headers into the request).
+    """
+    for part in (host, path, key):
+        if not part or _BREAKS.search(part) or " " in part or "\t" in part:
+            raise ValueError(f"invalid host, path or key {part!r}")
     lines = [
         f"GET {path} HTTP/1.1",
         f"Host: {host}",
@@ -56,12 +84,8 @@ def build_client_request(host: str, path: str, key: str, headers: Mapping[str, s
         "Connection: Upgrade",
         f"Sec-WebSocket-Key: {key}",
         "Sec-WebSocket-Version: 13",
+        *_header_lines(headers),
     ]
-    if headers:
-        for name, value in headers.items():
-            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-                raise ValueError("header names and values must not contain line breaks")
-            lines.append(f"{name}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -84,7 +108,7 @@ def parse_head(data: bytes) -> tuple[str, dict[str, str]]:
         if not line:
             continue
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
+        if not sep or not _TOKEN.fullmatch(name):
             raise RemoteProtocolError(f"malformed HTTP header line {line[:80]!r}")
         key = name.lower()
         value = value.strip()
@@ -102,12 +126,20 @@ def check_server_response(head: bytes, key: str) -> dict[str, str]:
     """
     start, headers = parse_head(head)
     parts = start.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    # Three ASCII digits: str.isdigit() alone also accepts digits like "²" that int() refuses.
+    if (
+        len(parts) < 2
+        or parts[0] not in ("HTTP/1.1", "HTTP/1.0")
+        or len(parts[1]) != 3
+        or not (parts[1].isascii() and parts[1].isdigit())
+    ):
         raise RemoteProtocolError(f"malformed HTTP status line {start[:80]!r}")
     status = int(parts[1])
     if status != 101:
         reason = parts[2] if len(parts) > 2 else ""
-        raise HandshakeRejected(f"websocket handshake rejected with HTTP {status} {reason}".rstrip(), status_code=status)
+        raise HandshakeRejected(
+            f"websocket handshake rejected with HTTP {status} {reason}".rstrip(), status_code=status
+        )
     if headers.get("upgrade", "").lower() != "websocket":
         raise RemoteProtocolError("handshake answer lacks 'Upgrade: websocket'")
     if "upgrade" not in {token.strip().lower() for token in headers.get("connection", "").split(",")}:
@@ -141,21 +173,41 @@ class HandshakeRequest:
         """
         start, headers = parse_head(head)
         parts = start.split(" ")
-        if len(parts) != 3 or parts[0] != "GET" or not parts[2].startswith("HTTP/1.1"):
+        if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1" or not parts[1]:
             raise RemoteProtocolError(f"not a websocket upgrade request: {start[:80]!r}")
-        if headers.get("upgrade", "").lower() != "websocket" or "sec-websocket-key" not in headers:
+        # RFC 6455 4.2.1: Host, Upgrade, Connection, a 16-byte base64 key and version 13.
+        if (
+            "host" not in headers
+            or headers.get("upgrade", "").lower() != "websocket"
+            or "upgrade" not in {token.strip().lower() for token in headers.get("connection", "").split(",")}
+        ):
             raise RemoteProtocolError("request lacks the websocket upgrade headers")
+        if headers.get("sec-websocket-version") != "13":
+            raise RemoteProtocolError("unsupported Sec-WebSocket-Version (13 is required)")
+        if not _is_valid_client_key(headers.get("sec-websocket-key", "")):
+            raise RemoteProtocolError("missing or invalid Sec-WebSocket-Key")
         return cls(parts[1], headers)
 
 
+def _is_valid_client_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key.encode("ascii"), validate=True)) == 16
+    except (UnicodeEncodeError, binascii.Error):
+        return False
+
+
 def build_server_response(request: HandshakeRequest, headers: Mapping[str, str] | None = None) -> bytes:
-    """The 101 answer to ``request``."""
+    """
+    The 101 answer to ``request``.
+
+    Raises:
+        ValueError: an invalid extra header name, or a line break or NUL in a value.
+    """
     lines = [
         "HTTP/1.1 101 Switching Protocols",
         "Upgrade: websocket",
         "Connection: Upgrade",
         f"Sec-WebSocket-Accept: {accept_key(request.key)}",
+        *_header_lines(headers),
     ]
-    if headers:
-        lines.extend(f"{k}: {v}" for k, v in headers.items())
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -48,13 +48,14 @@ class LivenessConfig:
     idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
+        # Written as "not (x > 0)" so that NaN, which compares false both ways, is refused too.
         for name in ("ping_interval", "server_ping_interval", "idle_timeout"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is not None and not value > 0:
                 raise ValueError(f"{name} must be > 0 or None")
-        if self.ping_timeout <= 0:
+        if not self.ping_timeout > 0:
             raise ValueError("ping_timeout must be > 0")
-        if self.server_ping_grace < 1:
+        if not self.server_ping_grace >= 1:
             raise ValueError("server_ping_grace must be >= 1")
 
 
@@ -129,7 +130,7 @@ class Liveness:
             self._outstanding = payload
             self._ping_sent_at = now
             self.pings_sent += 1
-            assert config.ping_interval is not None  # noqa: S101 - _next_ping_at is finite only then
+            assert config.ping_interval is not None
             self._next_ping_at = now + config.ping_interval
             return SendPing(payload)
         return None
@@ -143,7 +144,9 @@ class Liveness:
         else:
             deadline = self._next_ping_at
         if config.server_ping_interval is not None:
-            deadline = min(deadline, self.last_server_ping + config.server_ping_interval * config.server_ping_grace)
+            deadline = min(
+                deadline, self.last_server_ping + config.server_ping_interval * config.server_ping_grace
+            )
         if config.idle_timeout is not None:
             deadline = min(deadline, self.last_data + config.idle_timeout)
         return deadline

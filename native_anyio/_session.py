@@ -25,8 +25,10 @@ per batch, none per message). The reader keeps reading, and so keeps answering s
 while the consumer is busy. When the inbox holds more than ``max_queue`` messages:
 
 * ``slow_consumer="disconnect"`` (default): the connection is closed with reason
-  ``slow_consumer`` and a new one is opened; everything already received stays queued, and a
-  :class:`Disconnected` event marks the break so order books resync. Nothing is lost silently.
+  ``slow_consumer`` and a new one is opened once the consumer has caught up (after the backoff
+  delay); everything already received stays queued, and a :class:`Disconnected` event marks the
+  break so order books resync. Nothing is lost silently, and the inbox never holds more than
+  ``max_queue`` messages plus one batch.
 * ``slow_consumer="block"``: the reader stops reading the socket until the consumer catches up
   (TCP back-pressure). Pings are not answered while blocked: use it only when the consumer can
   stall for less than the server's pong deadline.
@@ -40,7 +42,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-from collections.abc import Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Literal, Protocol
@@ -70,7 +71,7 @@ if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping, Sequence
 
 __all__ = [
     "Connected",
@@ -97,7 +98,12 @@ class Connected:
 
 @dataclass(frozen=True, slots=True)
 class Disconnected:
-    """Inbox event: connection ``connection_id`` ended; messages after this belong to a new one."""
+    """
+    Inbox event: connection ``connection_id`` ended; messages after this belong to a new one.
+
+    Exactly one follows each :class:`Connected` (a connection that failed before its
+    subscriptions were sent was never announced, so it gets neither).
+    """
 
     connection_id: int
     reason: CloseReason
@@ -166,7 +172,8 @@ class SessionConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.handshake_timeout <= 0 or self.close_timeout <= 0:
+        # "not > 0" also refuses NaN, which would make the timeouts never fire.
+        if not (self.handshake_timeout > 0 and self.close_timeout > 0):
             raise ValueError("handshake_timeout and close_timeout must be > 0")
         if self.max_queue < 1 or self.max_message_size < 1:
             raise ValueError("max_queue and max_message_size must be >= 1")
@@ -203,8 +210,8 @@ class SessionStatistics:
 _STATES: Final = ("connecting", "connected", "backoff", "closed", "failed")
 
 
-class _SlowConsumer(Exception):
-    pass
+#: Close reasons after which the peer is known to be unresponsive.
+_DEAD_PEER_KINDS: Final = frozenset({"ping_timeout", "server_ping_lost"})
 
 
 class WsSession:
@@ -266,7 +273,7 @@ class WsSession:
         """
         Wait until something is available, then return everything queued (messages and events).
 
-        Checkpoints once per call.
+        Checkpoints once per call. Several tasks may call it at once; each batch goes to one.
 
         Raises:
             ConnectionLost: retries were exhausted.
@@ -279,7 +286,11 @@ class WsSession:
                 raise self._error
             if self._finished:
                 raise anyio.EndOfStream
-            self._data_ready = event = anyio.Event()
+            # Consumers waiting together share one event: all wake, and whoever finds the inbox
+            # already taken waits again (a fresh event per caller would strand the earlier ones).
+            event = self._data_ready
+            if event is None:
+                self._data_ready = event = anyio.Event()
             await event.wait()
         batch = self._inbox
         self._inbox = []
@@ -437,7 +448,11 @@ class WsSession:
         if stats.queue_depth > stats.max_queue // 2:
             findings.append(("degraded", f"consumer lagging: {stats.queue_depth} messages queued"))
         age = stats.last_message_age
-        if max_message_age is not None and stats.state == "connected" and (age is None or age > max_message_age):
+        if (
+            max_message_age is not None
+            and stats.state == "connected"
+            and (age is None or age > max_message_age)
+        ):
             findings.append(("degraded", f"no message for {'ever' if age is None else f'{age:.1f} s'}"))
         return Health.from_findings(findings)
 
@@ -467,11 +482,17 @@ class WsSession:
 
     _conn_scope: anyio.CancelScope | None = None
 
-    async def _supervise(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
         run = self._config.backoff.start(self._rng)
         try:
             while True:
+                # After a slow-consumer disconnect the inbox is still over max_queue: a new
+                # connection now would only add another batch to it (the depth bound is
+                # max_queue + one batch), so wait for the consumer first.
+                await self._wait_for_room()
                 reason = await self._connect_and_serve(run)
                 self._last_reason = reason
                 delay = run.next_delay(anyio.current_time())
@@ -486,7 +507,14 @@ class WsSession:
                     )
                     return
                 self._state = "backoff"
-                emit(self._hooks, "session", "reconnect_scheduled", delay=delay, attempt=run.attempts, reason=str(reason))
+                emit(
+                    self._hooks,
+                    "session",
+                    "reconnect_scheduled",
+                    delay=delay,
+                    attempt=run.attempts,
+                    reason=str(reason),
+                )
                 await anyio.sleep(delay)
         except NativeError as exc:
             self._fail(exc)
@@ -506,7 +534,10 @@ class WsSession:
         try:
             with anyio.fail_after(config.handshake_timeout):
                 conn = await self._transport.connect(
-                    self.url, headers=config.headers, max_message_size=config.max_message_size, listener=listener
+                    self.url,
+                    headers=config.headers,
+                    max_message_size=config.max_message_size,
+                    listener=listener,
                 )
         except TimeoutError:
             return CloseReason("handshake", None, f"handshake timed out after {config.handshake_timeout:g} s")
@@ -521,6 +552,7 @@ class WsSession:
         connection_id = self._connection_id
         self._watchdog_reason = None
         reason: CloseReason | None = None
+        announced = False
         try:
             with anyio.CancelScope() as scope:
                 self._conn_scope = scope
@@ -530,10 +562,13 @@ class WsSession:
                     self._sent = {}
                     self._state = "connected"
                     self._connected_event.set()
+                    # Liveness runs before the replay: a peer that goes silent right after the
+                    # handshake can block the replay on a full socket buffer.
+                    tg.start_soon(self._watchdog, conn, liveness)
                     await self._sync_subscriptions()
                     self._push_event(Connected(connection_id, self.url))
+                    announced = True
                     emit(self._hooks, "session", "connected", url=self.url, connection_id=connection_id)
-                    tg.start_soon(self._watchdog, conn, liveness)
                     reason = await self._read_loop(conn, liveness, run)
                     tg.cancel_scope.cancel()
         finally:
@@ -550,11 +585,22 @@ class WsSession:
             )
             final = reason or self._watchdog_reason or CloseReason("closed", 1000, "session closing")
             close_code = final.code if final.kind in ("protocol_error", "too_big") and final.code else 1000
+            # A peer that stopped answering pings will not answer a close frame either: release the
+            # socket at once instead of waiting close_timeout for nothing (websockets does the same).
+            dead_peer = final.kind in _DEAD_PEER_KINDS
             with anyio.move_on_after(config.close_timeout, shield=True):
-                await conn.aclose(close_code, final.kind)
+                await conn.aclose(1011 if dead_peer else close_code, final.kind, wait_for_peer=not dead_peer)
             self._bytes_closed += conn.bytes_received
-            self._push_event(Disconnected(connection_id, final))
-            emit(self._hooks, "session", "disconnected", url=self.url, connection_id=connection_id, reason=str(final))
+            if announced:  # consumers see Connected/Disconnected in pairs
+                self._push_event(Disconnected(connection_id, final))
+            emit(
+                self._hooks,
+                "session",
+                "disconnected",
+                url=self.url,
+                connection_id=connection_id,
+                reason=str(final),
+            )
         return final
 
     async def _read_loop(self, conn: WsConnection, liveness: Liveness, run: BackoffRun) -> CloseReason:
@@ -585,30 +631,46 @@ class WsSession:
             if self._inbox_count > max_queue:
                 if not block:
                     self._slow_disconnects += 1
-                    return CloseReason("slow_consumer", 1000, f"{self._inbox_count} messages queued (max {max_queue})")
-                while self._inbox_count > max_queue and self._error is None:
-                    self._space_ready = event = anyio.Event()
-                    await event.wait()
+                    return CloseReason(
+                        "slow_consumer", 1000, f"{self._inbox_count} messages queued (max {max_queue})"
+                    )
+                await self._wait_for_room()
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the consumer has taken the inbox down to ``max_queue`` (or the session failed)."""
+        max_queue = self._config.max_queue
+        while self._inbox_count > max_queue and self._error is None:
+            self._space_ready = event = anyio.Event()
+            await event.wait()
 
     async def _watchdog(self, conn: WsConnection, liveness: Liveness) -> None:
-        while True:
-            now = anyio.current_time()
-            action = liveness.poll(now)
-            while action is not None:
-                if isinstance(action, Fail):
-                    emit(self._hooks, "session", "liveness_failed", kind=action.kind, detail=action.detail)
-                    self._abort_connection(CloseReason(action.kind, None, action.detail))
-                    return
-                assert isinstance(action, SendPing)  # noqa: S101
-                try:
-                    await conn.send_ping(action.payload)
-                except ConnectionLost:
-                    return  # the reader will see it
+        # Pings go out from child tasks: a send blocked by TCP backpressure (a half-open peer, a
+        # large send() in progress) must not keep the deadlines from being checked. The tasks end
+        # with the connection's cancel scope; at most one ping is outstanding at a time.
+        async with anyio.create_task_group() as pings:
+            while True:
+                now = anyio.current_time()
                 action = liveness.poll(now)
-            deadline = liveness.next_deadline()
-            if deadline == math.inf:
-                await anyio.sleep_forever()
-            await anyio.sleep_until(deadline)
+                while action is not None:
+                    if isinstance(action, Fail):
+                        kind, detail = action.kind, action.detail
+                        emit(self._hooks, "session", "liveness_failed", kind=kind, detail=detail)
+                        self._abort_connection(CloseReason(kind, None, detail))
+                        return
+                    assert isinstance(action, SendPing)
+                    pings.start_soon(_send_ping, conn, action.payload)
+                    action = liveness.poll(now)
+                deadline = liveness.next_deadline()
+                if deadline == math.inf:
+                    await anyio.sleep_forever()
+                await anyio.sleep_until(deadline)
+
+
+async def _send_ping(conn: WsConnection, payload: bytes) -> None:
+    try:
+        await conn.send_ping(payload)
+    except ConnectionLost:
+        pass  # the reader sees the broken connection
 
 
 class _Listener:
@@ -697,7 +759,7 @@ async def open_session(
         # Re-raise the body's own exception with its original cause/context intact.
         cause, context, suppress = exc.__cause__, exc.__context__, exc.__suppress_context__
         try:
-            raise exc  # noqa: B904 - chaining is restored below
+            raise exc
         finally:
             exc.__cause__, exc.__context__, exc.__suppress_context__ = cause, context, suppress
     finally:
@@ -732,4 +794,3 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     internal = NativeInternalError(f"unexpected concurrent errors in a session: {leaves!r}")
     internal.__cause__ = group
     return internal
-

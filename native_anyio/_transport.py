@@ -23,7 +23,14 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 
-from ._errors import CloseReason, ConnectError, ConnectionLost, LocalProtocolError, MessageTooBig, RemoteProtocolError
+from ._errors import (
+    CloseReason,
+    ConnectError,
+    ConnectionLost,
+    LocalProtocolError,
+    MessageTooBig,
+    RemoteProtocolError,
+)
 from ._frames import (
     OP_CLOSE,
     OP_PING,
@@ -42,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AnyioTransport", "ConnectionListener", "WsConnection", "WsTransport", "close_reason_for"]
 
-_READ_SIZE = 65536
+_READ_SIZE = 131072
 #: Bound on releasing a socket after a failed handshake (aclose_forcefully does not wait).
 _ABORT_TIMEOUT = 1.0
 
@@ -76,8 +83,12 @@ class WsConnection(Protocol):
 
     async def send_ping(self, payload: bytes) -> None: ...
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        """Start (or finish) the close handshake and release the socket. Callers bound it."""
+    async def aclose(self, code: int = 1000, reason: str = "", *, wait_for_peer: bool = True) -> None:
+        """
+        Start (or finish) the close handshake and release the socket. Callers bound it.
+        ``wait_for_peer=False`` sends the close frame but does not wait for the answer (the peer
+        is known to be unresponsive).
+        """
         ...
 
 
@@ -208,6 +219,7 @@ class AnyioWsConnection:
         self._close_sent = False
         self._closed_by_peer: CloseReason | None = None
         self._socket_closed = False
+        self._pending_error: MessageTooBig | FrameProtocolError | None = None
         self.bytes_received = len(leftover)
 
     async def receive_batch(self) -> list[bytes]:
@@ -215,6 +227,8 @@ class AnyioWsConnection:
         receive = self._stream.receive
         read_size = self._read_size
         while True:
+            if self._pending_error is not None:
+                raise self._pending_error
             if self._closed_by_peer is not None:
                 raise ConnectionLost("connection closed by the peer", reason=self._closed_by_peer)
             if self._leftover:
@@ -229,17 +243,23 @@ class AnyioWsConnection:
                     ) from None
                 except (OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                     raise ConnectionLost(
-                        "connection failed", reason=CloseReason("transport", 1006, str(exc) or type(exc).__name__)
+                        "connection failed",
+                        reason=CloseReason("transport", 1006, str(exc) or type(exc).__name__),
                     ) from exc
                 self.bytes_received += len(data)
             try:
                 messages = parser.feed(data)
-            except MessageTooBig:
-                await self._send_close(1009, "message too big")
-                raise
-            except FrameProtocolError as exc:
-                await self._send_close(exc.close_code, "protocol error")
-                raise
+            except (MessageTooBig, FrameProtocolError) as exc:
+                too_big = isinstance(exc, MessageTooBig)
+                code = 1009 if too_big else getattr(exc, "close_code", 1002)
+                await self._send_close(code, "message too big" if too_big else "protocol error")
+                completed = parser.completed_before_error
+                if not completed:
+                    raise
+                # Valid messages that shared the read with the bad frame are delivered first.
+                parser.completed_before_error = []
+                self._pending_error = exc
+                return completed
             if parser.control:
                 await self._handle_control()
             if messages:
@@ -289,7 +309,9 @@ class AnyioWsConnection:
             ConnectionLost: the connection is closing or broken.
         """
         if self._close_sent:
-            raise ConnectionLost("connection is closing", reason=CloseReason("closed", None, "close already sent"))
+            raise ConnectionLost(
+                "connection is closing", reason=CloseReason("closed", None, "close already sent")
+            )
         await self._send(encode_frame(OP_TEXT, text.encode("utf-8"), mask=True))
 
     async def send_ping(self, payload: bytes) -> None:
@@ -300,10 +322,12 @@ class AnyioWsConnection:
             ConnectionLost: the connection is closing or broken.
         """
         if self._close_sent:
-            raise ConnectionLost("connection is closing", reason=CloseReason("closed", None, "close already sent"))
+            raise ConnectionLost(
+                "connection is closing", reason=CloseReason("closed", None, "close already sent")
+            )
         await self._send(encode_frame(OP_PING, payload, mask=True))
 
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+    async def aclose(self, code: int = 1000, reason: str = "", *, wait_for_peer: bool = True) -> None:
         """
         Close the connection: send a close frame (unless one was sent), wait for the peer's close
         frame or EOF, then close the socket. The caller bounds the wait (the session shields it
@@ -313,7 +337,8 @@ class AnyioWsConnection:
             return
         try:
             await self._send_close(code, reason)
-            await self._drain_until_closed()
+            if wait_for_peer:
+                await self._drain_until_closed()
         finally:
             self._socket_closed = True
             await anyio.aclose_forcefully(self._stream)
@@ -323,7 +348,13 @@ class AnyioWsConnection:
         while self._closed_by_peer is None and not parser.closed:
             try:
                 data = await self._stream.receive(self._read_size)
-            except (anyio.EndOfStream, OSError, ssl.SSLError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except (
+                anyio.EndOfStream,
+                OSError,
+                ssl.SSLError,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+            ):
                 return
             try:
                 parser.feed(data)

@@ -89,7 +89,9 @@ class VirtualClockEventLoop(asyncio.SelectorEventLoop):
             raise ValueError("time cannot go backwards")
         self._advance(seconds)
 
-    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    def run_in_executor(  # type: ignore[override]  # the variadic generic signature adds nothing here
+        self, executor: Any, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future[Any]:
         future = super().run_in_executor(executor, func, *args)
         self._threads_in_flight += 1
         future.add_done_callback(self._thread_done)

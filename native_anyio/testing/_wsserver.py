@@ -8,15 +8,21 @@ frames (masked, as RFC 6455 requires), answers pings unless ``conn.answer_pings`
 records pongs, text messages and the close handshake. When the handler returns, the connection is
 closed with 1000 (unless the handler closed or dropped it already).
 
-Faults available to a handler: never answer pings, stop sending data, close with any code, drop
-the TCP connection without a close frame, send raw bytes (malformed frames, a frame cut
-mid-way), oversize messages, server pings with an enforced pong deadline. Handshake-level faults
-are set on the server: ``server.handshake = "accept" | "stall" | "drop" | <int HTTP status>``.
+Faults available to a handler: never answer pings, never answer the client's close frame, stop
+sending data, go silent in both directions while keeping the socket open (``blackhole()``), close
+with any code, drop the TCP connection without a close frame, send raw bytes (malformed frames, a
+frame cut mid-way, unsolicited pongs), oversize messages, server pings with an enforced pong
+deadline. Handshake-level faults are set on the server:
+``server.handshake = "accept" | "stall" | "drop" | <int HTTP status>`` ("stall" reads the request
+and never answers, until the client gives up), or a function of the attempt number that returns
+one of those, to script a sequence.
+
+Every frame the client sends is logged by opcode (``conn.frame_log``), including frames sent after
+its close frame, so tests can check "exactly one close frame" and "nothing after close".
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -50,7 +56,9 @@ Handler = Callable[["ServerConnection"], Awaitable[None]]
 class ServerConnection:
     """The server side of one accepted websocket connection."""
 
-    def __init__(self, server: WsTestServer, stream: anyio.abc.SocketStream, request: HandshakeRequest, id: int) -> None:
+    def __init__(
+        self, server: WsTestServer, stream: anyio.abc.SocketStream, request: HandshakeRequest, id: int
+    ) -> None:
         self.server = server
         self.id = id
         self.request = request
@@ -62,22 +70,43 @@ class ServerConnection:
         #: (time, payload) of each client ping / pong received.
         self.pings: list[tuple[float, bytes]] = []
         self.pongs: list[tuple[float, bytes]] = []
-        #: The close code the client sent, once it did.
+        #: Echo the client's close frame (set False for a peer that never completes the close).
+        self.answer_close = True
+        #: The close code the client sent, once it did, and when it arrived.
         self.client_close_code: int | None = None
+        self.client_close_at: float | None = None
+        #: The opcode of every frame the client sent, in order (even after its close frame).
+        self.frame_log: list[int] = []
         self.close_sent = False
+        #: Set when the client's side of the socket ended (EOF or error) or the server dropped it.
         self.closed = anyio.Event()
         self.opened_at = anyio.current_time()
+        self.blackholed = False
         self._message_event = anyio.Event()
+        self._ping_event = anyio.Event()
         self._pong_event = anyio.Event()
         self._send_lock = anyio.Lock()
+        self._reader_scope = anyio.CancelScope()
         self._dropped = False
 
     def __repr__(self) -> str:
         return f"<ServerConnection #{self.id} {self.request.path}>"
 
+    @property
+    def close_frames(self) -> int:
+        """How many close frames the client sent."""
+        return self.frame_log.count(OP_CLOSE)
+
+    @property
+    def frames_after_close(self) -> list[int]:
+        """Opcodes of the frames the client sent after its first close frame."""
+        if OP_CLOSE not in self.frame_log:
+            return []
+        return self.frame_log[self.frame_log.index(OP_CLOSE) + 1 :]
+
     async def send_raw(self, data: bytes) -> None:
         """Write raw bytes to the socket (for malformed or partial frames)."""
-        if self._dropped:
+        if self._dropped or self.blackholed:
             return
         async with self._send_lock:
             try:
@@ -97,6 +126,15 @@ class ServerConnection:
     async def send_ping(self, payload: bytes = b"") -> None:
         """Send a ping."""
         await self.send_raw(encode_frame(OP_PING, payload, mask=False))
+
+    async def send_pong(self, payload: bytes = b"") -> None:
+        """Send a pong (unsolicited, or a duplicate answer)."""
+        await self.send_raw(encode_frame(OP_PONG, payload, mask=False))
+
+    def blackhole(self) -> None:
+        """Stop reading and writing but keep the socket open: a half-open peer."""
+        self.blackholed = True
+        self._reader_scope.cancel()
 
     async def close(self, code: int = 1000, reason: str = "", *, wait: float = 1.0) -> None:
         """Send a close frame and wait (at most ``wait`` seconds) for the client's answer, then drop."""
@@ -122,6 +160,15 @@ class ServerConnection:
             await event.wait()
         return self.received[count - 1]
 
+    async def wait_ping(self, count: int = 1) -> bytes:
+        """Wait until at least ``count`` client pings were received; return the last payload."""
+        while len(self.pings) < count:
+            if self.closed.is_set():
+                raise anyio.EndOfStream
+            self._ping_event = event = anyio.Event()
+            await event.wait()
+        return self.pings[count - 1][1]
+
     async def ping_forever(self, interval: float, deadline: float | None = None) -> None:
         """
         Ping every ``interval`` seconds; when ``deadline`` is set, drop the connection if a
@@ -145,42 +192,83 @@ class ServerConnection:
 
     async def _read(self, max_message_size: int, initial: bytes) -> None:
         parser = FrameParser(max_message_size=max_message_size, expect_masked=True)
+        unlogged = b""
         try:
-            while True:
-                try:
-                    data = initial or await self.stream.receive(65536)
-                    initial = b""
-                except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                    return
-                try:
-                    messages = parser.feed(data)
-                except (FrameProtocolError, MessageTooBig):
-                    self.server.protocol_errors += 1
-                    return
-                for message in messages:
-                    self.received.append(message.decode("utf-8", "replace"))
-                self._message_event.set()
-                for opcode, payload in parser.control:
-                    now = anyio.current_time()
-                    if opcode == OP_PING:
-                        self.pings.append((now, payload))
-                        if self.answer_pings:
-                            await self.send_raw(encode_frame(OP_PONG, payload, mask=False))
-                    elif opcode == OP_PONG:
-                        self.pongs.append((now, payload))
-                        self._pong_event.set()
-                    elif opcode == OP_CLOSE:
-                        code, _ = parse_close_payload(payload)
-                        self.client_close_code = code if code is not None else 1005
-                        if not self.close_sent:
-                            self.close_sent = True
-                            await self.send_raw(encode_frame(OP_CLOSE, payload[:2], mask=False))
+            with self._reader_scope:
+                while True:
+                    try:
+                        data = initial or await self.stream.receive(65536)
+                        initial = b""
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                         return
-                parser.control.clear()
+                    opcodes, unlogged = _split_frames(unlogged + data)
+                    self.frame_log.extend(opcodes)
+                    if parser.closed:
+                        continue  # after the close frame: only log what else the client sends
+                    try:
+                        messages = parser.feed(data)
+                    except (FrameProtocolError, MessageTooBig):
+                        self.server.protocol_errors += 1
+                        return
+                    for message in messages:
+                        self.received.append(message.decode("utf-8", "replace"))
+                    self._message_event.set()
+                    await self._handle_control(parser.control)
         finally:
-            self.closed.set()
+            if not self.blackholed:
+                self.closed.set()
             self._message_event.set()
+            self._ping_event.set()
             self._pong_event.set()
+
+    async def _handle_control(self, control: list[tuple[int, bytes]]) -> None:
+        frames = control[:]
+        control.clear()
+        for opcode, payload in frames:
+            now = anyio.current_time()
+            if opcode == OP_PING:
+                self.pings.append((now, payload))
+                self._ping_event.set()
+                if self.answer_pings:
+                    await self.send_raw(encode_frame(OP_PONG, payload, mask=False))
+            elif opcode == OP_PONG:
+                self.pongs.append((now, payload))
+                self._pong_event.set()
+            elif opcode == OP_CLOSE:
+                code, _ = parse_close_payload(payload)
+                self.client_close_code = code if code is not None else 1005
+                self.client_close_at = now
+                if self.answer_close and not self.close_sent:
+                    self.close_sent = True
+                    await self.send_raw(encode_frame(OP_CLOSE, payload[:2], mask=False))
+
+
+def _split_frames(buf: bytes) -> tuple[list[int], bytes]:
+    """For the frame log only: the opcodes of the complete (masked) frames in ``buf``, and the rest."""
+    opcodes: list[int] = []
+    pos = 0
+    end = len(buf)
+    while end - pos >= 2:
+        length = buf[pos + 1] & 0x7F
+        head = 2
+        if length == 126:
+            if end - pos < 4:
+                break
+            length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+            head = 4
+        elif length == 127:
+            if end - pos < 10:
+                break
+            length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+            head = 10
+        if buf[pos + 1] & 0x80:
+            head += 4
+        stop = pos + head + length
+        if stop > end:
+            break
+        opcodes.append(buf[pos] & 0x0F)
+        pos = stop
+    return opcodes, buf[pos:]
 
 
 class WsTestServer:
@@ -189,8 +277,9 @@ class WsTestServer:
     def __init__(self, handler: Handler, max_message_size: int) -> None:
         self.handler = handler
         self.max_message_size = max_message_size
-        #: How to answer the next handshakes: "accept", "stall", "drop" or an HTTP status code.
-        self.handshake: str | int = "accept"
+        #: How to answer the next handshakes: "accept", "stall", "drop" or an HTTP status code, or
+        #: a function of the attempt number (1-based, counting every TCP connection) returning one.
+        self.handshake: str | int | Callable[[int], str | int] = "accept"
         #: Extra headers sent with a rejected handshake (e.g. Retry-After).
         self.reject_headers: dict[str, str] = {}
         self.connections: list[ServerConnection] = []
@@ -221,6 +310,7 @@ class WsTestServer:
 
     async def _serve(self, stream: anyio.abc.SocketStream) -> None:
         self.attempt_times.append(anyio.current_time())
+        attempt = len(self.attempt_times)
         async with stream:
             head = b""
             try:
@@ -232,9 +322,10 @@ class WsTestServer:
                 return
             raw_head, _, rest = head.partition(b"\r\n\r\n")
             request = HandshakeRequest.parse(raw_head)
-            mode = self.handshake
+            mode = self.handshake(attempt) if callable(self.handshake) else self.handshake
             if mode == "stall":
-                await anyio.sleep(math.inf)
+                await _discard_until_eof(stream)
+                return
             if mode == "drop":
                 return
             if isinstance(mode, int):
@@ -253,6 +344,15 @@ class WsTestServer:
                         await conn.close(1000)
                 finally:
                     tg.cancel_scope.cancel()
+
+
+async def _discard_until_eof(stream: anyio.abc.SocketStream) -> None:
+    """Never answer: read and ignore everything until the client gives up."""
+    try:
+        while True:
+            await stream.receive(65536)
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        return
 
 
 @asynccontextmanager
