@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import final
 
 __all__ = ["Backoff", "BackoffRun", "set_testing"]
 
@@ -32,6 +33,7 @@ def set_testing(enabled: bool) -> None:
     _testing = enabled
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """
@@ -97,6 +99,7 @@ class Backoff:
         return BackoffRun(self, rng if rng is not None else random.Random())
 
 
+@final
 @dataclass(slots=True)
 class BackoffRun:
     """

@@ -29,7 +29,7 @@ adapter boundary, with the original chained as ``__cause__``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, final
 
 __all__ = [
     "ApiError",
@@ -118,6 +118,7 @@ class RequestTimeout(TransportError):
     """An HTTP request did not complete within its timeout."""
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class CloseReason:
     """

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, final
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -26,6 +26,7 @@ HealthStatus = Literal["ok", "degraded", "unhealthy"]
 _RANK: dict[str, int] = {"ok": 0, "degraded": 1, "unhealthy": 2}
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Health:
     """
@@ -57,6 +58,7 @@ class Health:
         return cls(worst, tuple(reasons))
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class InstrumentationEvent:
     """
@@ -100,6 +102,7 @@ def emit(hooks: Iterable[Instrumentation], source: str, name: str, **fields: obj
             _log.exception("instrumentation hook %r failed on %s.%s", hook, source, name)
 
 
+@final
 class LoggingHook:
     """
     Instrumentation hook that writes events to a :mod:`logging` logger.

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import final
 
 __all__ = ["Fail", "Liveness", "LivenessConfig", "SendPing"]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class LivenessConfig:
     """

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, final
 
 import msgspec
 
@@ -31,6 +31,7 @@ T = TypeVar("T")
 Handler = Callable[[T], object]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class RouterStatistics:
     """A snapshot of a router's counters."""
@@ -45,6 +46,7 @@ class RouterStatistics:
     per_channel: tuple[tuple[str, int], ...]
 
 
+@final
 class Router(Generic[T]):
     """
     Decode-once message router.

@@ -44,7 +44,7 @@ import random
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Final, Literal, Protocol, final
 
 import anyio
 import anyio.abc
@@ -88,6 +88,7 @@ __all__ = [
 _encode = msgspec.json.encode
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Connected:
     """Inbox event: connection ``connection_id`` is open and its subscriptions were sent."""
@@ -96,6 +97,7 @@ class Connected:
     url: str
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Disconnected:
     """
@@ -123,6 +125,7 @@ class SubscriptionProtocol(Protocol):
     def unsubscribe_messages(self, streams: Sequence[str]) -> list[str]: ...
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class JsonSubscriptions:
     """``{"method": "SUBSCRIBE", "params": [...]}`` frames, at most ``batch`` streams each."""
@@ -144,6 +147,7 @@ class JsonSubscriptions:
         return self._frames(self.unsubscribe_method, streams)
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
     """
@@ -181,6 +185,7 @@ class SessionConfig:
             raise ValueError("slow_consumer must be 'disconnect' or 'block'")
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class SessionStatistics:
     """A snapshot of a session (see :meth:`WsSession.statistics`)."""
@@ -214,6 +219,7 @@ _STATES: Final = ("connecting", "connected", "backoff", "closed", "failed")
 _DEAD_PEER_KINDS: Final = frozenset({"ping_timeout", "server_ping_lost"})
 
 
+@final
 class WsSession:
     """
     A websocket session that reconnects and resubscribes by itself. Create with :func:`open_session`.

@@ -17,7 +17,7 @@ preceded it have been delivered.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, final
 from urllib.parse import urlsplit
 
 import anyio
@@ -123,6 +123,7 @@ def close_reason_for(code: int | None, reason: str) -> CloseReason:
     return CloseReason("remote_error", code, reason)
 
 
+@final
 class AnyioTransport:
     """
     The default transport: RFC 6455 over anyio TCP/TLS streams, on asyncio and trio.

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
+import trustme
 from _session_support import (
     Recorder,
     Timeline,
@@ -27,6 +29,7 @@ from _session_support import (
 )
 
 from native_anyio import (
+    AnyioTransport,
     AuthError,
     Backoff,
     CloseReason,
@@ -488,3 +491,59 @@ async def test_send_while_disconnected_raises_connection_lost() -> None:
 def test_invalid_session_config_is_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SessionConfig(**kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------- TLS
+
+
+async def test_wss_session_over_tls_with_a_local_certificate() -> None:
+    """wss:// end to end: TLS handshake with a local CA, messages, a reconnect, and a clean close."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def handler(conn: ServerConnection) -> None:
+        await conn.wait_message()
+        for i in range(3):
+            await conn.send_text(f"secure {conn.id}.{i}")
+        if conn.id == 1:
+            await conn.close(1001)
+            return
+        await anyio.sleep(1000)
+
+    async with open_ws_server(handler, ssl_context=server_context) as server:
+        assert server.url.startswith("wss://127.0.0.1:")
+        transport = AnyioTransport(ssl_context=client_context)
+        got: list[bytes] = []
+        with anyio.fail_after(30):
+            async with open_session(
+                server.url, subscriptions=["x"], transport=transport, config=config()
+            ) as session:
+                async for item in session:
+                    if isinstance(item, bytes):
+                        got.append(item)
+                        if len(got) == 6:
+                            break
+    assert got == [f"secure {c}.{i}".encode() for c in (1, 2) for i in range(3)]
+    assert [c.received for c in server.connections] == [['{"method":"SUBSCRIBE","params":["x"]}']] * 2
+
+
+async def test_wss_rejects_an_untrusted_certificate() -> None:
+    """A certificate from an unknown CA fails the attempt (and the session keeps retrying)."""
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server_context)
+
+    async def handler(conn: ServerConnection) -> None:
+        await anyio.sleep(1000)
+
+    async with open_ws_server(handler, ssl_context=server_context) as server:
+        cfg = config(backoff=Backoff(initial=1.0, jitter=0.0, max_attempts=2))
+        with anyio.fail_after(30), pytest.raises(ConnectionLost) as info:
+            async with open_session(server.url, config=cfg, transport=AnyioTransport()):
+                await anyio.sleep(100)
+    assert info.value.attempts == 2
+    assert info.value.reason.kind == "handshake"
+    assert "CERTIFICATE_VERIFY_FAILED" in info.value.reason.detail
+    assert server.connections == []

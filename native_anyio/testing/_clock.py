@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, final
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -64,6 +64,7 @@ class _AutojumpSelector(selectors.BaseSelector):
         return self._real.get_map()
 
 
+@final
 class VirtualClockEventLoop(asyncio.SelectorEventLoop):
     """
     An asyncio event loop whose ``time()`` is virtual and jumps when the loop is idle.

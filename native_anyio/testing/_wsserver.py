@@ -25,10 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, final
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSListener
 
 from .._errors import MessageTooBig
 from .._frames import (
@@ -46,6 +47,7 @@ from .._frames import (
 from .._handshake import MAX_HEAD_SIZE, HandshakeRequest, build_server_response
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator
 
 __all__ = ["ServerConnection", "WsTestServer", "open_ws_server"]
@@ -53,11 +55,12 @@ __all__ = ["ServerConnection", "WsTestServer", "open_ws_server"]
 Handler = Callable[["ServerConnection"], Awaitable[None]]
 
 
+@final
 class ServerConnection:
     """The server side of one accepted websocket connection."""
 
     def __init__(
-        self, server: WsTestServer, stream: anyio.abc.SocketStream, request: HandshakeRequest, id: int
+        self, server: WsTestServer, stream: anyio.abc.ByteStream, request: HandshakeRequest, id: int
     ) -> None:
         self.server = server
         self.id = id
@@ -271,6 +274,7 @@ def _split_frames(buf: bytes) -> tuple[list[int], bytes]:
     return opcodes, buf[pos:]
 
 
+@final
 class WsTestServer:
     """A running test server (see :func:`open_ws_server`)."""
 
@@ -289,12 +293,13 @@ class WsTestServer:
         self.protocol_errors = 0
         self.port = 0
         self.host = "127.0.0.1"
+        self.scheme = "ws"
         self._new_connection = anyio.Event()
 
     @property
     def url(self) -> str:
-        """``ws://127.0.0.1:<port>/``."""
-        return f"ws://{self.host}:{self.port}/"
+        """``ws://127.0.0.1:<port>/`` (``wss://`` when serving TLS)."""
+        return f"{self.scheme}://{self.host}:{self.port}/"
 
     @property
     def open_connections(self) -> list[ServerConnection]:
@@ -308,7 +313,7 @@ class WsTestServer:
             await event.wait()
         return self.connections[count - 1]
 
-    async def _serve(self, stream: anyio.abc.SocketStream) -> None:
+    async def _serve(self, stream: anyio.abc.ByteStream) -> None:
         self.attempt_times.append(anyio.current_time())
         attempt = len(self.attempt_times)
         async with stream:
@@ -346,7 +351,7 @@ class WsTestServer:
                     tg.cancel_scope.cancel()
 
 
-async def _discard_until_eof(stream: anyio.abc.SocketStream) -> None:
+async def _discard_until_eof(stream: anyio.abc.ByteStream) -> None:
     """Never answer: read and ignore everything until the client gives up."""
     try:
         while True:
@@ -357,17 +362,27 @@ async def _discard_until_eof(stream: anyio.abc.SocketStream) -> None:
 
 @asynccontextmanager
 async def open_ws_server(
-    handler: Handler, *, host: str = "127.0.0.1", port: int = 0, max_message_size: int = 1 << 20
+    handler: Handler,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    max_message_size: int = 1 << 20,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[WsTestServer]:
     """
     Run a :class:`WsTestServer` on ``host:port`` (port 0: any free port) for the ``async with``.
 
-    Handler exceptions propagate (they are test bugs).
+    With ``ssl_context`` (a server-side context) it serves ``wss://``. Handler exceptions
+    propagate (they are test bugs).
     """
     server = WsTestServer(handler, max_message_size)
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-    server.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    tcp_listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    server.port = tcp_listener.extra(anyio.abc.SocketAttribute.local_port)
     server.host = host
+    listener: anyio.abc.Listener[Any] = tcp_listener
+    if ssl_context is not None:
+        server.scheme = "wss"
+        listener = TLSListener(tcp_listener, ssl_context, standard_compatible=False)
     async with listener, anyio.create_task_group() as tg:
         tg.start_soon(listener.serve, server._serve)
         try:
