@@ -18,6 +18,10 @@ from ._auth import generate_keypair as generate_keypair
 from ._auth import verify_signature as verify_signature
 from ._backoff import Backoff as Backoff
 from ._backoff import BackoffRun as BackoffRun
+from ._book import BookSync as BookSync
+from ._book import BookSyncStatistics as BookSyncStatistics
+from ._book import OrderBook as OrderBook
+from ._book import SyncOutput as SyncOutput
 from ._errors import ApiError as ApiError
 from ._errors import AuthError as AuthError
 from ._errors import CloseReason as CloseReason
@@ -56,6 +60,7 @@ from ._router import RouterStatistics as RouterStatistics
 from ._session import Connected as Connected
 from ._session import Disconnected as Disconnected
 from ._session import JsonSubscriptions as JsonSubscriptions
+from ._session import Posted as Posted
 from ._session import SessionConfig as SessionConfig
 from ._session import SessionEvent as SessionEvent
 from ._session import SessionStatistics as SessionStatistics
@@ -79,6 +84,8 @@ __all__ = [
     "AuthError",
     "Backoff",
     "BackoffRun",
+    "BookSync",
+    "BookSyncStatistics",
     "CloseReason",
     "ConnectError",
     "Connected",
@@ -105,7 +112,9 @@ __all__ = [
     "MessageTooBig",
     "NativeError",
     "NativeInternalError",
+    "OrderBook",
     "ParamValue",
+    "Posted",
     "ProtocolError",
     "RateLimitPolicy",
     "RateLimited",
@@ -126,6 +135,7 @@ __all__ = [
     "SubscriptionProtocol",
     "SymbolService",
     "SymbolStatistics",
+    "SyncOutput",
     "TransportError",
     "UnknownSymbolError",
     "WsConnection",

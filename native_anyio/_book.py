@@ -139,6 +139,7 @@ class OrderBook:
         return len(self._bids) + len(self._asks)
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class SyncOutput:
     """
@@ -157,6 +158,7 @@ class SyncOutput:
     status: tuple[BookState, str] | None = None
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class BookSyncStatistics:
     """Counters of one synchronizer."""

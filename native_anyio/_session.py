@@ -77,6 +77,7 @@ __all__ = [
     "Connected",
     "Disconnected",
     "JsonSubscriptions",
+    "Posted",
     "SessionConfig",
     "SessionEvent",
     "SessionStatistics",
@@ -111,7 +112,15 @@ class Disconnected:
     reason: CloseReason
 
 
-SessionEvent = Connected | Disconnected
+@final
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """Inbox event: a local item handed in with :meth:`WsSession.post`."""
+
+    value: object
+
+
+SessionEvent = Connected | Disconnected | Posted
 
 
 class SubscriptionProtocol(Protocol):
@@ -395,6 +404,19 @@ class WsSession:
                 raise anyio.EndOfStream
             await self._connected_event.wait()
         await anyio.lowlevel.checkpoint()
+
+    def post(self, item: object) -> None:
+        """
+        Append ``Posted(item)`` to the inbox, in order with the messages (never blocks).
+
+        Venue code uses it to hand results of its own background work (a REST snapshot, say)
+        to the consumer through the same ordered stream, waking it if it waits.
+        """
+        self._inbox.append(Posted(item))
+        ready = self._data_ready
+        if ready is not None:
+            self._data_ready = None
+            ready.set()
 
     def fail(self, exc: NativeError) -> None:
         """

@@ -5,12 +5,15 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
+
 import pytest
 
 import native_anyio
+import native_anyio.backpack
+import native_anyio.backpack.simulator
 import native_anyio.testing
 
-NAMESPACES = [native_anyio, native_anyio.testing]
+NAMESPACES = [native_anyio, native_anyio.testing, native_anyio.backpack, native_anyio.backpack.simulator]
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES, ids=lambda m: m.__name__)
