@@ -67,7 +67,7 @@ def lowest(session: nox.Session) -> None:
     if session.venv_backend != "uv":
         session.skip("lowest-direct resolution needs uv")
     session.install("--resolution=lowest-direct", ".[test,trio]")
-    session.run("python", "-m", "pytest", "-q", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", *(session.posargs or ["-n", "2"]))
 
 
 @nox.session(python="3.12")
@@ -90,4 +90,32 @@ def bench(session: nox.Session) -> None:
     """The benchmarks (quick mode unless arguments are given)."""
     session.install(".[bench]")
     args = session.posargs or ["--quick"]
-    session.run("python", "benchmarks/bench_e2e.py", *args)
+    session.run("python", "benchmarks/bench_e2e.py", *args, "--out", "benchmarks/results/e2e.md")
+    session.run("python", "benchmarks/bench_book.py", "--out", "benchmarks/results/book.md")
+
+
+# The cryptofeed bridge (bridges/). cryptofeed 2.4.1 (permissive licence) installs on Python < 3.13
+# only, 3.0.1 (AGPL-3.0) on 3.13+ only; the `cryptofeed` extra picks the right one. `redis` is the
+# client cryptofeed's Redis backends import (the scale-out test writes to a real redis-server).
+BRIDGE_DEPS = (".[test,cryptofeed]", "redis>=4.5")
+
+
+def _bridge(session: nox.Session) -> None:
+    session.install(*BRIDGE_DEPS)
+    # Fail (never skip) when cryptofeed is missing: the bridge tests importorskip it.
+    session.run("python", "-c", "import cryptofeed.feedhandler, redis.asyncio")
+    if not shutil.which("redis-server"):
+        session.error("redis-server is not installed (Debian package redis-server)")
+    session.run("python", "-m", "pytest", "tests/test_bridge.py", *session.posargs)
+
+
+@nox.session(name="bridge-2.4", python="3.11")
+def bridge_24(session: nox.Session) -> None:
+    """The cryptofeed bridge against cryptofeed 2.4.1 (Python 3.11)."""
+    _bridge(session)
+
+
+@nox.session(name="bridge-3.0", python="3.13")
+def bridge_30(session: nox.Session) -> None:
+    """The cryptofeed bridge against cryptofeed 3.0.1 (Python 3.13)."""
+    _bridge(session)

@@ -100,3 +100,12 @@ class VirtualClockEventLoop(asyncio.SelectorEventLoop):
 
     def _thread_done(self, _future: asyncio.Future[Any]) -> None:
         self._threads_in_flight -= 1
+
+    async def shutdown_default_executor(self, *args: Any) -> None:
+        # Python 3.12+ joins the executor from a plain thread under a timeout: wait in real time
+        # (as for any worker thread) instead of jumping straight past that timeout.
+        self._threads_in_flight += 1
+        try:
+            await super().shutdown_default_executor(*args)
+        finally:
+            self._threads_in_flight -= 1
