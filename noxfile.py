@@ -58,7 +58,8 @@ def tests(session: nox.Session, extras: str) -> None:
             "-c",
             "import importlib.util, sys; sys.exit(importlib.util.find_spec('trio') is not None)",
         )
-    session.run("python", "-m", "pytest", *session.posargs)
+    # Two workers: CI has two cores, and every test is independent (own servers on port 0).
+    session.run("python", "-m", "pytest", *(session.posargs or ["-n", "2"]))
 
 
 @nox.session(python="3.10")
