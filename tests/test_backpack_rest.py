@@ -278,3 +278,47 @@ async def test_symbol_service_hides_markets_that_are_not_open_unless_asked():
                 assert await symbols.exchange_symbol_of("BTC-USDC-PERP") == "BTC_USDC_PERP"
                 everything = BackpackSymbols(rest, include_closed=True)
                 assert "TON-USDC-PERP" in await everything.markets()
+
+
+# ----------------------------------------------------------------------------------- clock skew
+
+
+@pytest.mark.parametrize("offset", [-90.0, -30.0, -3.0, 0.0, 3.0, 30.0, 90.0])
+async def test_clock_skew_table_with_and_without_time_sync(offset: float):
+    """G4: beyond the 5 s window, unsynchronized signatures fail; after sync every offset works."""
+    async with open_simulator(sim_config(clock_offset=offset)) as sim:
+        config = BackpackConfig(
+            rest_url=sim.rest_url, ws_url=sim.ws_url, api_key=sim.api_key, api_secret=sim.api_secret
+        )
+        with anyio.fail_after(30):
+            async with BackpackRest(config) as rest:
+                price = str(sim.book("SOL_USDC").bids[0][0] - 1)
+                order = {
+                    "symbol": "SOL_USDC",
+                    "side": "Bid",
+                    "orderType": "Limit",
+                    "quantity": "1",
+                    "price": price,
+                }
+                if abs(offset) > 5:
+                    with pytest.raises(AuthError):
+                        await rest.execute_order(**order)  # not idempotent: never resent
+                    assert rest.clock_offset == pytest.approx(offset, abs=0.5)  # but the clock was re-synced
+                else:
+                    await rest.execute_order(**order)
+                measured = await rest.sync_clock()
+                assert measured == pytest.approx(offset, abs=0.5)
+                assert config.signer is not None
+                assert config.signer.window_ms == 5000  # never widened
+                await rest.execute_order(**order)  # synchronized: accepted at every offset
+
+
+async def test_an_expired_idempotent_request_is_resynced_and_retried_once():
+    async with open_simulator(sim_config(clock_offset=-90.0)) as sim:
+        config = BackpackConfig(
+            rest_url=sim.rest_url, ws_url=sim.ws_url, api_key=sim.api_key, api_secret=sim.api_secret
+        )
+        with anyio.fail_after(30):
+            async with BackpackRest(config) as rest:
+                assert "USDC" in await rest.balances()  # GET: 401 expired -> sync -> one retry
+                assert rest.clock_offset == pytest.approx(-90.0, abs=0.5)

@@ -11,11 +11,14 @@ Error bodies, JSON (``{"code": ..., "message": ...}``) or plain text, become
 
 from __future__ import annotations
 
+import logging
+import statistics
+import time
 from typing import TYPE_CHECKING, Any, final
 
 import msgspec
 
-from .._errors import DecodeError, LocalProtocolError
+from .._errors import AuthError, DecodeError, LocalProtocolError
 from .._ratelimit import RateLimiter
 from .._rest import RestClient
 from ._config import BackpackConfig
@@ -51,6 +54,14 @@ if TYPE_CHECKING:
 __all__ = ["DEPTH_LIMITS", "KLINE_INTERVALS", "BackpackRest"]
 
 EXCHANGE = "BACKPACK"
+_log = logging.getLogger("native_anyio.backpack")
+
+
+def _is_clock_error(exc: AuthError) -> bool:
+    text = f"{exc} {getattr(exc, 'body', '')}".lower()
+    return "expired" in text or "timestamp" in text
+
+
 DEPTH_LIMITS = ("5", "10", "20", "50", "100", "500", "1000")
 
 
@@ -82,6 +93,9 @@ class BackpackRest:
             hooks=hooks,
             headers={"Content-Type": "application/json; charset=utf-8"},
         )
+
+    #: The last measured server clock offset (seconds, server minus local), or ``None``.
+    clock_offset: float | None = None
 
     def __repr__(self) -> str:
         return f"BackpackRest({self.config.rest_url!r})"
@@ -233,15 +247,58 @@ class BackpackRest:
             LocalProtocolError: no credentials configured.
         """
         signed = body if body is not None else {k: v for k, v in (params or {}).items() if v is not None}
-        response = await self._client.request(
-            method,
-            path,
-            params=params,
-            json=body,
-            idempotent=idempotent,
-            sign=self._signer_for(instruction, signed),
-        )
+        sign = self._signer_for(instruction, signed)
+        try:
+            response = await self._client.request(
+                method, path, params=params, json=body, idempotent=idempotent, sign=sign
+            )
+        except AuthError as exc:
+            # A timestamp outside the window: our clock disagrees with the server's. Re-sync once;
+            # resend only a request that is safe to repeat (an order may have been seen).
+            if not _is_clock_error(exc):
+                raise
+            await self.sync_clock()
+            safe = idempotent if idempotent is not None else method.upper() in ("GET", "HEAD", "OPTIONS")
+            if not safe:
+                raise
+            response = await self._client.request(
+                method, path, params=params, json=body, idempotent=idempotent, sign=sign
+            )
         return response.content
+
+    async def sync_clock(self, samples: int = 5) -> float:
+        """
+        Estimate the server clock offset from ``/api/v1/time`` and apply it to signatures.
+
+        The offset is the median, over ``samples`` requests, of server time minus the midpoint
+        of each round trip. The signing window is never widened to compensate.
+
+        Returns:
+            the offset in seconds (server minus local).
+
+        Raises:
+            LocalProtocolError: no credentials configured (there is nothing to sign).
+        """
+        signer = self.config.signer
+        if signer is None:
+            raise LocalProtocolError(
+                "clock sync applies to signed requests: configure api_key and api_secret"
+            )
+        clock = self.config.clock or time.time
+        offsets = []
+        for _ in range(max(1, samples)):
+            sent = clock()
+            server_ms = await self.time()
+            received = clock()
+            offsets.append(server_ms / 1000 - (sent + received) / 2)
+        offset = statistics.median(offsets)
+        signer.clock_offset = offset
+        self.clock_offset = offset
+        if abs(offset) > 1.0:
+            _log.warning(
+                "Backpack server clock differs from ours by %.3f s; signatures now use the server's", offset
+            )
+        return offset
 
     async def balances(self) -> dict[str, Any]:
         """``GET /api/v1/capital`` (instruction ``balanceQuery``): ``{asset: {available, locked, staked}}``."""
