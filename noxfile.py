@@ -20,7 +20,7 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 ROOT = Path(__file__).parent
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "lowest", "lint", "typing"]
+nox.options.sessions = ["tests", "lowest", "lint", "typing", "bridge-2.4", "bridge-3.0"]
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
 
@@ -83,7 +83,7 @@ def lint(session: nox.Session) -> None:
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install(".[trio]", "mypy>=1.13")
-    session.run("mypy", "native_anyio")
+    session.run("mypy", "native_anyio", "bridges")
 
 
 @nox.session(python="3.11")
@@ -107,7 +107,8 @@ def _bridge(session: nox.Session) -> None:
     session.run("python", "-c", "import cryptofeed.feedhandler, redis.asyncio")
     if not shutil.which("redis-server"):
         session.error("redis-server is not installed (Debian package redis-server)")
-    session.run("python", "-m", "pytest", "tests/test_bridge.py", *session.posargs)
+    tests = sorted(str(path.relative_to(ROOT)) for path in ROOT.glob("tests/test_bridge*.py"))
+    session.run("python", "-m", "pytest", *tests, *session.posargs)
 
 
 @nox.session(name="bridge-2.4", python="3.11")

@@ -96,7 +96,9 @@ def test_invalid_settings():
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["97", "98", "99", "96.5"]), st.sampled_from(["0", "1", "2.5"]), st.booleans()),
+        st.tuples(
+            st.sampled_from(["97", "98", "99", "96.5"]), st.sampled_from(["0", "1", "2.5"]), st.booleans()
+        ),
         min_size=1,
         max_size=40,
     ),
@@ -118,7 +120,9 @@ def test_verification_has_no_false_alarms_and_catches_corruption_before_the_snap
     at = data.draw(st.integers(100, feed.truth.last_update_id))
     result = feed.verifier.verify(feed.live, *feed.snapshot(at))
     assert result in ("ok", "mismatch")
-    wrong_at_snapshot = [side[:5] for side in feed.live_history[at]] != [side[:5] for side in feed.history[at]]
+    wrong_at_snapshot = [side[:5] for side in feed.live_history[at]] != [
+        side[:5] for side in feed.history[at]
+    ]
     wrong_now = feed.live.bids(5) != feed.truth.bids(5)
     if result == "mismatch":
         assert wrong_at_snapshot
