@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from native_anyio import BookSync, OrderBook  # noqa: E402
-from native_anyio.backpack import decode_frame  # noqa: E402
+from native_anyio import BookSync, OrderBook
+from native_anyio.backpack import decode_frame
 
 N_DELTAS = 20_000
 
@@ -82,7 +82,7 @@ def time_apply(levels: int, stream, rng_seed: int) -> float:
 
 def time_sync(levels: int, stream, rng_seed: int) -> float:
     """The full live path: BookSync.on_delta (sequence check, apply, crossed-book check)."""
-    book, bids, asks = build(levels, random.Random(rng_seed))
+    _, bids, asks = build(levels, random.Random(rng_seed))
     sync = BookSync()
     sync.on_snapshot(1, bids, asks, 0.0)
     sync.on_delta(2, 2, (), (), 0.0)
@@ -140,9 +140,18 @@ def main() -> None:
     for _ in range(args.repeats):
         cases = [
             ("decode one-level depth frame (decode_frame)", lambda: time_decode(payloads)),
-            *[(f"OrderBook.apply, {n:,} levels/side", lambda n=n: time_apply(n, streams[n], 1)) for n in streams],
-            *[(f"BookSync.on_delta (live), {n:,} levels/side", lambda n=n: time_sync(n, streams[n], 1)) for n in streams],
-            *[(f"dict + sort baseline, {n:,} levels/side", lambda n=n: time_dict_sort(n, streams[n], 1)) for n in streams],
+            *[
+                (f"OrderBook.apply, {n:,} levels/side", lambda n=n: time_apply(n, streams[n], 1))
+                for n in streams
+            ],
+            *[
+                (f"BookSync.on_delta (live), {n:,} levels/side", lambda n=n: time_sync(n, streams[n], 1))
+                for n in streams
+            ],
+            *[
+                (f"dict + sort baseline, {n:,} levels/side", lambda n=n: time_dict_sort(n, streams[n], 1))
+                for n in streams
+            ],
         ]
         random.shuffle(cases)
         for name, fn in cases:
@@ -155,10 +164,12 @@ def main() -> None:
     for name, values in results.items():
         median = statistics.median(values)
         lines.append(f"| {name} | {median:.3f} | {min(values):.3f} | {median / decode:.2f} |")
-    for n in (1000, 10_000):
-        lines.append(f"| snapshot load, {n:,} levels/side (ms) | {time_load(n):.2f} | | |")
+    lines.extend(
+        f"| snapshot load, {n:,} levels/side (ms) | {time_load(n):.2f} | | |" for n in (1000, 10_000)
+    )
     verdict = all(
-        statistics.median(results[f"BookSync.on_delta (live), {n:,} levels/side"]) < decode for n in (1000, 10_000)
+        statistics.median(results[f"BookSync.on_delta (live), {n:,} levels/side"]) < decode
+        for n in (1000, 10_000)
     )
     lines.append("")
     lines.append(f"Goal 'apply < decode of the same delta': **{'met' if verdict else 'not met'}**.")

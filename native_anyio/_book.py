@@ -16,8 +16,9 @@ same level. Size zero deletes; deleting an absent level is a no-op.
   A snapshot *behind* the oldest buffered delta (``L + 1 < U`` of the first) is a gap: re-snapshot.
 * ``live``: a delta is applied only when ``U == previous u + 1``; ``u <= previous u`` is a stale
   duplicate and is ignored; anything else is a gap.
-* A gap, a crossed book (best bid > best ask; a locked book is fine), an invalid delta or a buffer
-  overflow moves to ``resyncing``: from that moment no book is emitted until a new snapshot
+* A gap, a crossed book (best bid > best ask; a locked book is fine), an invalid delta (or
+  ``invalidate()``: a depth frame the owner could not decode) or a buffer overflow moves to
+  ``resyncing``: from that moment no book is emitted until a new snapshot
   completes, and the old book is discarded (never merged). ``reset()`` does the same on a
   reconnect.
 * ``failed``: the owner gave up fetching snapshots (``fail()``); stays fail-closed until
@@ -29,7 +30,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Final, Literal, final
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, final
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -140,10 +141,12 @@ class OrderBook:
 
 
 @final
-@dataclass(frozen=True, slots=True)
-class SyncOutput:
+class SyncOutput(NamedTuple):
     """
     What the owner must do or may emit after feeding the synchronizer.
+
+    A named tuple rather than a frozen dataclass: one is built per applied delta, and a frozen
+    dataclass's ``__init__`` alone cost more than applying the delta (benchmarks/bench_book.py).
 
     Attributes:
         applied: ``(first_id, last_id, bids, asks)`` of each delta applied to the live book, in order.
@@ -175,6 +178,7 @@ class BookSyncStatistics:
 
 
 _NOTHING: Final = SyncOutput()
+_new_output = tuple.__new__
 
 
 @final
@@ -218,6 +222,17 @@ class BookSync:
         """Drop the book and every buffered delta (e.g. on reconnect); a new snapshot is needed."""
         return self._restart("syncing", reason)
 
+    def invalidate(self, reason: str) -> SyncOutput:
+        """
+        The delta stream is broken in a way only the owner can see (a depth frame that failed
+        validation, so its ids are lost): a gap. Resync now; nothing while ``failed``.
+        """
+        state = self.state
+        if state == "failed":
+            return _NOTHING
+        self._counters[1] += 1
+        return self._restart("resyncing" if state == "live" else state, reason)
+
     def fail(self, reason: str) -> SyncOutput:
         """The owner gave up on snapshots: stay fail-closed until :meth:`reset`."""
         self.book.clear()
@@ -241,10 +256,14 @@ class BookSync:
         self, first: int, last: int, bids: Sequence[Level], asks: Sequence[Level], now: float
     ) -> SyncOutput:
         """Feed one depth delta covering update ids ``first..last``."""
-        if last < first:
-            self._counters[1] += 1
-            return self._restart("resyncing", f"invalid delta: u={last} < U={first}")
         state = self.state
+        if last < first:
+            if state == "failed":
+                return _NOTHING  # fail-closed until reset(), whatever arrives
+            self._counters[1] += 1
+            return self._restart(
+                "resyncing" if state == "live" else state, f"invalid delta: u={last} < U={first}"
+            )
         if state == "live":
             book = self.book
             expected = book.last_update_id + 1
@@ -252,9 +271,12 @@ class BookSync:
                 book.apply(bids, asks)
                 book.last_update_id = last
                 self._counters[0] += 1
-                if book.is_crossed():
+                bid_keys = book._bid_keys
+                ask_keys = book._ask_keys
+                if bid_keys and ask_keys and bid_keys[-1] > -ask_keys[-1]:  # inlined is_crossed()
                     return self._restart("resyncing", f"crossed book after update {last}")
-                return SyncOutput(applied=((first, last, bids, asks),))
+                # tuple.__new__: a NamedTuple built with keywords costs more than the apply itself.
+                return _new_output(SyncOutput, (((first, last, bids, asks),), False, False, None))
             if last < expected:
                 self._counters[2] += 1
                 return _NOTHING
@@ -315,9 +337,14 @@ class BookSync:
 
     def _go_live(self, deltas: list[tuple[int, int, Sequence[Level], Sequence[Level]]]) -> SyncOutput:
         book = self.book
-        applied = []
-        for index, (first, last, bids, asks) in enumerate(deltas):
-            if index and first != book.last_update_id + 1:
+        applied: list[tuple[int, int, Sequence[Level], Sequence[Level]]] = []
+        for first, last, bids, asks in deltas:
+            # deltas[0] straddles the snapshot (checked by the caller); each later one must
+            # follow it. A duplicate or replay inside the buffer is stale, as it is when live.
+            if applied and first != book.last_update_id + 1:
+                if last <= book.last_update_id:
+                    self._counters[2] += 1
+                    continue
                 self._counters[1] += 1
                 return self._restart(self.state, f"gap in buffered deltas at U={first}")
             book.apply(bids, asks)

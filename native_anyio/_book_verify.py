@@ -91,7 +91,9 @@ class BookVerifier:
         self._pending = None
         return self._compare(book, pending.last_update_id, pending.bids, pending.asks)
 
-    def _compare(self, book: OrderBook, last_update_id: int, bids: Iterable[Level], asks: Iterable[Level]) -> VerifyResult:
+    def _compare(
+        self, book: OrderBook, last_update_id: int, bids: Iterable[Level], asks: Iterable[Level]
+    ) -> VerifyResult:
         replica = OrderBook()
         replica.load(bids, asks, last_update_id)
         if last_update_id < book.last_update_id:

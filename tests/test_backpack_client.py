@@ -244,3 +244,55 @@ async def test_book_status_events_and_resync_after_a_reconnect():
     first_status = next(i for i, e in enumerate(events) if isinstance(e, BookStatus))
     assert first_status < first_snapshot
     assert not any(isinstance(e, BookDelta) for e in events[first_status:first_snapshot])
+
+
+async def test_periodic_verification_catches_a_silently_corrupted_level_and_resyncs():
+    """
+    C8: a corrupted size that keeps U/u continuous is found within one verification period. The
+    market is stepped by hand so no later update overwrites (heals) the corrupted level.
+    """
+    symbols = ("SOL_USDC", "BTC_USDC_PERP")
+    async with open_simulator(sim_config(auto=False, symbols=symbols)) as sim:
+        with anyio.fail_after(120):
+            async with open_backpack(
+                client_config(sim), symbols=symbols, channels=["book"], verify_interval=1.0, verify_depth=500
+            ) as client:
+                for symbol in symbols:
+                    await sim.wait_subscribed(f"depth.{symbol}")
+                for _ in range(50):  # step until both books are live (bounded)
+                    if all(client.book(s) is not None for s in symbols):
+                        break
+                    for symbol in symbols:
+                        await sim.step(symbol, 1)
+                    with anyio.move_on_after(0.2):
+                        await collect(client, lambda ev: False)
+                with anyio.move_on_after(2.5):  # clean verification rounds first
+                    await collect(client, lambda ev: False)
+                clean = client.statistics()
+                assert clean.verifications >= 2
+                assert clean.verification_mismatches == 0
+                sim.faults.corrupt_level("SOL_USDC")
+                await sim.step("SOL_USDC", 1)
+                corrupted_at = anyio.current_time()
+                events = await collect(
+                    client,
+                    lambda ev: any(isinstance(e, BookStatus) and "verification" in e.reason for e in ev),
+                )
+                detected_at = anyio.current_time()
+                for _ in range(50):  # the market moves on; the book resyncs from a fresh snapshot
+                    if client.book("SOL_USDC") is not None:
+                        break
+                    await sim.step("SOL_USDC", 1)
+                    with anyio.move_on_after(0.2):
+                        events += await collect(client, lambda ev: False)
+                stats = client.statistics()
+                book = client.book("SOL_USDC")
+                assert book is not None
+                assert_matches_truth(book, sim, "SOL_USDC")  # rebuilt from a fresh snapshot
+    assert [f.kind for f in sim.fault_log] == ["corrupt_level"]
+    assert detected_at - corrupted_at <= 1.0 + 0.5  # within one period (plus the REST round trip)
+    assert stats.verification_mismatches == 1
+    [status] = [e for e in events if isinstance(e, BookStatus) and "verification" in e.reason]
+    assert status.symbol == "SOL-USDC"
+    assert status.state == "resyncing"
+    assert not any(isinstance(e, BookStatus) and e.symbol == "BTC-USDC-PERP" for e in events)

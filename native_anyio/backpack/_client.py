@@ -10,8 +10,10 @@ session's ordered inbox (``WsSession.post``), so a snapshot is always applied in
 deltas around it.
 
 Books are fail-closed (``native_anyio._book``): from a gap until the resync completes, no book
-event is emitted for that symbol, only a :class:`BookStatus`. A reconnect always rebuilds every
-book from a fresh snapshot. Trades are delivered once across reconnects (a bounded window of
+event is emitted for that symbol, only a :class:`BookStatus`. A depth frame that fails validation
+is a gap of its book (its ids are lost), never skipped while the book stays live. A reconnect
+always rebuilds every book from a fresh snapshot; a book that gave up on snapshots (``failed``)
+is retried by a reconnect or by subscribing it again. Trades are delivered once across reconnects (a bounded window of
 recent trade ids per symbol).
 
 Error frames (``{"id":null,"error":{...}}``) are tied to the oldest request sent on the current
@@ -30,9 +32,11 @@ from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
 import anyio.abc
+import msgspec
 
 from .._backoff import Backoff
-from .._book import BookSync, Level, OrderBook, SyncOutput
+from .._book import BookSync, BookSyncStatistics, Level, OrderBook, SyncOutput
+from .._book_verify import BookVerifier
 from .._errors import ApiError, AuthError, DecodeError, LocalProtocolError, NativeError, RateLimited
 from .._health import Health, HealthStatus
 from .._session import Connected, Disconnected, Posted, SessionConfig, WsSession, open_session
@@ -114,6 +118,23 @@ class BackpackStatistics:
     snapshots_requested: int
     snapshot_failures: int
     books: tuple[tuple[str, str], ...]
+    book_statistics: tuple[tuple[str, BookSyncStatistics], ...] = ()
+    verifications: int = 0
+    verification_mismatches: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Resubscribed:
+    symbol: str
+
+
+class _Envelope(msgspec.Struct):
+    """Just the stream name of a frame that failed to decode (to tell which book it broke)."""
+
+    stream: str | None = None
+
+
+_decode_envelope: Final = msgspec.json.Decoder(_Envelope).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +143,24 @@ class _SnapshotResult:
     generation: int
     depth: RestDepth | None
     error: str = ""
+    verification: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _BookSettings:
+    max_buffer: int = 10_000
+    max_wait: float = 10.0
+    verify_interval: float | None = None
+    verify_depth: int = 10
 
 
 class _BookState:
-    __slots__ = ("connection_id", "fetching", "generation", "symbol", "sync")
+    __slots__ = ("connection_id", "fetching", "generation", "symbol", "sync", "verifier")
 
-    def __init__(self, symbol: str, connection_id: int) -> None:
+    def __init__(self, symbol: str, connection_id: int, settings: _BookSettings) -> None:
         self.symbol = symbol
-        self.sync = BookSync()
+        self.sync = BookSync(max_buffer=settings.max_buffer, max_wait=settings.max_wait)
+        self.verifier = BookVerifier(depth=settings.verify_depth) if settings.verify_interval else None
         self.generation = 0
         self.fetching = False
         #: the connection whose deltas this sync is collecting
@@ -157,6 +188,7 @@ class BackpackClient:
         candle_interval: str,
         snapshot_limit: int | None,
         clock: Any,
+        book_settings: _BookSettings | None = None,
     ) -> None:
         self.config = config
         self.session = session
@@ -181,6 +213,11 @@ class BackpackClient:
         self._duplicates = 0
         self._snapshots_requested = 0
         self._snapshot_failures = 0
+        self._book_settings = book_settings or _BookSettings()
+        self._verifications = 0
+        self._verify_mismatches = 0
+        if self._book_settings.verify_interval is not None:
+            task_group.start_soon(self._verify_loop, self._book_settings.verify_interval)
 
     def __repr__(self) -> str:
         return f"<BackpackClient {self.config.ws_url} streams={len(self.session.subscriptions)}>"
@@ -233,11 +270,16 @@ class BackpackClient:
                 if sym not in self._books:
                     stats = self.session.statistics()
                     connected = stats.state == "connected"
-                    state = self._books[sym] = _BookState(sym, stats.connection_id if connected else 0)
+                    state = self._books[sym] = _BookState(
+                        sym, stats.connection_id if connected else 0, self._book_settings
+                    )
                     self._book_streams[f"depth.{sym}"] = sym
                     if connected:
                         # Already connected: this book syncs on this connection from now on.
                         self._request_snapshot(state)
+                elif self._books[sym].sync.state == "failed":
+                    # A resubscribe retries a book that gave up (C7), in order with the stream.
+                    self.session.post(_Resubscribed(sym))
         await self.session.subscribe(*streams)
 
     async def unsubscribe(self, symbols: Iterable[str], channels: Iterable[str] = DEFAULT_CHANNELS) -> None:
@@ -325,10 +367,15 @@ class BackpackClient:
                                        bids=tuple(book.bids()), asks=tuple(book.asks()),
                                        sequence=book.last_update_id))  # fmt: skip
         elif out.applied:
+            verifier = state.verifier
             for first, last, bids, asks in out.applied:
+                if verifier is not None:
+                    verifier.record(first, last, bids, asks)
                 events.append(BookDelta(symbol=symbol, timestamp=exchange_ts, receipt_timestamp=receipt,
                                         bids=tuple(bids), asks=tuple(asks), first_sequence=first,
                                         sequence=last))  # fmt: skip
+        if out.snapshot_loaded and state.verifier is not None:
+            state.verifier.reset()
         if out.need_snapshot:
             state.generation += 1
             state.fetching = False
@@ -343,8 +390,47 @@ class BackpackClient:
         out = state.sync.on_delta(data.first_update_id, data.last_update_id, bids, asks, anyio.current_time())
         if out.applied or out.status or out.need_snapshot:
             self._emit_sync(state, out, events, epoch_seconds(data.engine_time))
+            if state.verifier is not None and out.applied:
+                self._verdict(state, state.verifier.check_pending(state.sync.book), events)
+
+    async def _verify_loop(self, interval: float) -> None:
+        """Every ``interval`` seconds, fetch a snapshot of each live book to verify it (C8)."""
+        while True:
+            await anyio.sleep(interval)
+            for state in list(self._books.values()):
+                if state.sync.is_live and not state.fetching:
+                    generation = state.generation
+                    try:
+                        async with self._snapshot_slots:
+                            depth = await self.rest.depth(state.symbol, limit=1000)
+                    except NativeError:
+                        continue  # verification is best effort: try again next round
+                    self.session.post(_SnapshotResult(state.symbol, generation, depth, verification=True))
+
+    def _on_verification(self, result: _SnapshotResult, events: list[Event]) -> None:
+        state = self._books.get(result.symbol)
+        depth = result.depth
+        if state is None or state.verifier is None or depth is None or not state.sync.is_live:
+            return
+        if result.generation != state.generation:
+            return  # the book was rebuilt meanwhile
+        verdict = state.verifier.verify(state.sync.book, int(depth.last_update_id), depth.bids, depth.asks)
+        self._verdict(state, verdict, events)
+
+    def _verdict(self, state: _BookState, verdict: str | None, events: list[Event]) -> None:
+        if verdict in ("ok", "mismatch"):
+            self._verifications += 1
+        if verdict == "mismatch":
+            self._verify_mismatches += 1
+            reason = (
+                f"verification: top {self._book_settings.verify_depth} levels differ from a REST snapshot"
+            )
+            self._emit_sync(state, state.sync.invalidate(reason), events, self._clock())
 
     def _on_snapshot(self, result: _SnapshotResult, events: list[Event]) -> None:
+        if result.verification:
+            self._on_verification(result, events)
+            return
         state = self._books.get(result.symbol)
         if state is None or result.generation != state.generation:
             return  # unsubscribed meanwhile, or an answer for a sync that was restarted
@@ -356,6 +442,32 @@ class BackpackClient:
         depth = result.depth
         out = state.sync.on_snapshot(int(depth.last_update_id), depth.bids, depth.asks, anyio.current_time())
         self._emit_sync(state, out, events, epoch_seconds(depth.timestamp))
+
+    def _on_resubscribed(self, symbol: str, events: list[Event]) -> None:
+        state = self._books.get(symbol)
+        if state is None or state.sync.state != "failed":
+            return
+        out = state.sync.reset("resubscribed")
+        state.generation += 1
+        state.fetching = False
+        if self.session.statistics().state == "connected":
+            self._request_snapshot(state)  # else the next Connected fetches it
+        self._emit_sync(state, SyncOutput(status=out.status), events, self._clock())
+
+    def _on_invalid_frame(self, payload: bytes, events: list[Event]) -> None:
+        """A frame that failed validation: when it belongs to a book, its ids are lost, a gap (E)."""
+        if not self._books:
+            return
+        try:
+            stream = _decode_envelope(payload).stream
+        except msgspec.DecodeError:
+            return  # not even an envelope: the next delta of the book shows the gap, if any
+        symbol = self._book_streams.get(stream) if stream else None
+        state = self._books.get(symbol) if symbol else None
+        if state is not None:
+            out = state.sync.invalidate(f"invalid depth frame on {stream}")
+            if out.status is not None:
+                self._emit_sync(state, out, events, self._clock())
 
     def _on_connection_change(self, connection_id: int, connected: bool, events: list[Event]) -> None:
         for state in self._books.values():
@@ -425,6 +537,8 @@ class BackpackClient:
                 elif isinstance(item, Posted):
                     if isinstance(item.value, _SnapshotResult):
                         self._on_snapshot(item.value, events)
+                    elif isinstance(item.value, _Resubscribed):
+                        self._on_resubscribed(item.value.symbol, events)
                 elif isinstance(item, Connected):
                     self._on_connection_change(item.connection_id, True, events)
                 elif isinstance(item, Disconnected):
@@ -444,6 +558,7 @@ class BackpackClient:
             frame = decode_frame(payload)
         except DecodeError:
             self._decode_errors += 1
+            self._on_invalid_frame(payload, events)
             return
         data = frame.data
         if data is None:
@@ -494,6 +609,11 @@ class BackpackClient:
             snapshots_requested=self._snapshots_requested,
             snapshot_failures=self._snapshot_failures,
             books=tuple(sorted((normalize_symbol(s), b.sync.state) for s, b in self._books.items())),
+            book_statistics=tuple(
+                sorted((normalize_symbol(s), b.sync.statistics()) for s, b in self._books.items())
+            ),
+            verifications=self._verifications,
+            verification_mismatches=self._verify_mismatches,
         )
 
     def health(self) -> Health:
@@ -518,6 +638,10 @@ async def open_backpack(
     session_config: SessionConfig | None = None,
     candle_interval: str = "1m",
     snapshot_limit: int | None = 1000,
+    book_buffer: int = 10_000,
+    snapshot_wait: float = 10.0,
+    verify_interval: float | None = None,
+    verify_depth: int = 10,
     hooks: Sequence[Instrumentation] = (),
 ) -> AsyncIterator[BackpackClient]:
     """
@@ -533,6 +657,13 @@ async def open_backpack(
             pings watched, client pings every 20 s).
         candle_interval: the kline interval of the ``candles`` channel.
         snapshot_limit: levels per side of REST book snapshots (``None``: the venue default).
+        book_buffer: deltas buffered per book while its snapshot is pending; overflow restarts
+            the sync (counted) instead of applying a truncated history.
+        snapshot_wait: seconds a snapshot ahead of the socket may wait for the straddling delta.
+        verify_interval: when set, every live book is compared with a REST snapshot at a
+            matching update id this often, and resynced on a mismatch (Backpack's depth stream
+            has no checksum). ``None`` (default): off.
+        verify_depth: levels per side compared by the verification.
         hooks: instrumentation hooks for the session and REST client.
 
     Raises:
@@ -559,6 +690,7 @@ async def open_backpack(
         ):
             client = BackpackClient(config, session, protocol, rest, symbol_service, tg,
                                     candle_interval=candle_interval, snapshot_limit=snapshot_limit,
+                                    book_settings=_BookSettings(book_buffer, snapshot_wait, verify_interval, verify_depth),
                                     clock=clock)  # fmt: skip
             symbols = list(symbols)
             if symbols:
