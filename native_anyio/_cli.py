@@ -45,10 +45,11 @@ def _levels(levels: Sequence[tuple[Decimal, Decimal]]) -> list[list[str]]:
 class _Output:
     """Renders events as JSON lines or as a readable live view."""
 
-    def __init__(self, stream: IO[str], *, fmt: str, depth: int) -> None:
+    def __init__(self, stream: IO[str], *, fmt: str, depth: int, levels: bool = False) -> None:
         self.stream = stream
         self.json = fmt == "json"
         self.depth = depth
+        self.levels = levels
         self.count = 0
 
     def write(self, text: str) -> None:
@@ -95,9 +96,15 @@ class _Output:
         ask = f"{_fmt(asks[0][0])} x {_fmt(asks[0][1])}" if asks else "-"
         spread = _fmt(asks[0][0] - bids[0][0]) if bids and asks else "-"
         clock = time.strftime("%H:%M:%S", time.localtime(receipt))
+        state = client.book_state(symbol)
         self.write(
-            f"{clock} {symbol:<16} book    {bid}  |  {ask}  spread {spread}  seq {book.last_update_id}"
+            f"{clock} {symbol:<16} book    {bid}  |  {ask}  spread {spread}  seq {book.last_update_id}  {state}"
         )
+        if self.levels:  # the book view: the best levels of both sides, side by side
+            for i in range(max(len(bids), len(asks))):
+                left = f"{_fmt(bids[i][1]):>14} @ {_fmt(bids[i][0]):<14}" if i < len(bids) else " " * 31
+                right = f"{_fmt(asks[i][0]):>14} x {_fmt(asks[i][1]):<14}" if i < len(asks) else ""
+                self.write(f"{'':>26}{left} | {right}".rstrip())
 
 
 async def _open_client(
@@ -210,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return anyio.run(_simulate, args, backend=args.backend)
-        out = _Output(sys.stdout, fmt=args.format, depth=args.depth)
+        out = _Output(sys.stdout, fmt=args.format, depth=args.depth, levels=args.command == "book")
         return anyio.run(lambda: _watch(args, out, book_only=args.command == "book"), backend=args.backend)
     except KeyboardInterrupt:
         return 130

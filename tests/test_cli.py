@@ -99,12 +99,24 @@ def test_live_view_shows_top_of_book_and_trades(backend: str):
     assert any(" book " in line and "spread" in line for line in lines)
 
 
-def test_book_command_shows_levels_spread_and_state():
-    result = run("book", "SOL-USDC", "--simulate", "--count", "8")
+def test_book_command_shows_levels_spread_update_id_and_state():
+    result = run("book", "SOL-USDC", "--simulate", "--count", "8", "--depth", "3")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any("book_status" in line and "state=live" in line for line in lines)
-    assert any("spread" in line and "seq" in line for line in lines)
+    heads = [i for i, line in enumerate(lines) if " book " in line]
+    assert heads
+    head = lines[heads[0]]
+    assert "spread" in head
+    assert " seq " in head
+    assert head.endswith("live")
+    levels = lines[heads[0] + 1 : heads[0] + 4]  # the best three levels of each side
+    assert len(levels) == 3
+    bid_prices = [Decimal(line.split("|")[0].split("@")[1]) for line in levels]
+    ask_prices = [Decimal(line.split("|")[1].split("x")[0]) for line in levels]
+    assert bid_prices == sorted(bid_prices, reverse=True)
+    assert ask_prices == sorted(ask_prices)
+    assert bid_prices[0] < ask_prices[0]
 
 
 def test_simulate_command_prints_its_endpoints_and_stops():
