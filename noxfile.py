@@ -82,7 +82,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(python="3.12")
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install(".[trio]", "mypy>=1.13")
+    # exceptiongroup: mypy checks for Python 3.10, where the code imports the backport.
+    session.install(".[trio]", "mypy>=1.13", "exceptiongroup>=1.2")
     session.run("mypy", "native_anyio", "bridges")
 
 
