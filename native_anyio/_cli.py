@@ -123,7 +123,7 @@ async def _open_client(
         sim = await stack.enter_async_context(open_simulator(sim_config))
         ws_url, rest_url = sim.ws_url, sim.rest_url
         print(f"# simulator: {ws_url} {rest_url}", file=sys.stderr)
-    config = BackpackConfig.from_env(ws_url=ws_url, rest_url=rest_url)
+    config = BackpackConfig.from_env(ws_url=ws_url, rest_url=rest_url, proxy=args.proxy)
     return await stack.enter_async_context(open_backpack(config, symbols=symbols, channels=channels,
                                                          candle_interval=args.interval))  # fmt: skip
 
@@ -185,6 +185,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--rest-url", default="https://api.backpack.exchange")
         p.add_argument(
             "--simulate", action="store_true", help="run against the embedded simulator (no network)"
+        )
+        p.add_argument(
+            "--proxy", default=None, help="http://host:port proxy (CONNECT) for websocket and REST"
         )
         p.add_argument("--seed", type=int, default=1, help="simulator seed")
         p.add_argument("--sim-open-interest-interval", type=float, default=60.0, metavar="SECONDS",

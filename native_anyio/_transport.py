@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSStream
 
 from ._errors import (
     CloseReason,
@@ -131,14 +132,54 @@ class AnyioTransport:
     Args:
         ssl_context: used for ``wss://`` URLs (default: ``ssl.create_default_context()``).
         read_size: bytes asked for per socket read.
+        proxy: an ``http://host:port`` proxy to tunnel through with ``CONNECT``. Environment
+            variables are never read: only this setting decides the route (property D6).
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, read_size: int = _READ_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        read_size: int = _READ_SIZE,
+        proxy: str | None = None,
+    ) -> None:
+        if proxy is not None and urlsplit(proxy).scheme != "http":
+            raise LocalProtocolError(f"the websocket proxy must be an http:// (CONNECT) proxy, got {proxy!r}")
         self._ssl_context = ssl_context
         self._read_size = read_size
+        self._proxy = proxy
 
     def __repr__(self) -> str:
-        return f"AnyioTransport(read_size={self._read_size})"
+        proxy = f", proxy={self._proxy!r}" if self._proxy else ""
+        return f"AnyioTransport(read_size={self._read_size}{proxy})"
+
+    async def _open_stream(self, host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
+        """TCP (through the HTTP CONNECT proxy, when one is set), then TLS for ``wss://``."""
+        context = (self._ssl_context or ssl.create_default_context()) if tls else None
+        if self._proxy is None:
+            if context is not None:
+                return await anyio.connect_tcp(host, port, ssl_context=context, tls_standard_compatible=False)
+            return await anyio.connect_tcp(host, port)
+        proxy = urlsplit(self._proxy)
+        stream: anyio.abc.ByteStream = await anyio.connect_tcp(proxy.hostname or "", proxy.port or 80)
+        try:
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            await stream.send(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode("ascii"))
+            head, rest = await _read_head(stream)
+            status = head.split(b" ", 2)[1:2]
+            if status != [b"200"] or rest:
+                raise ConnectError(
+                    f"proxy {proxy.hostname}:{proxy.port} refused CONNECT {target}: {head[:80]!r}"
+                )
+            if context is not None:
+                stream = await TLSStream.wrap(
+                    stream, hostname=host, ssl_context=context, standard_compatible=False
+                )
+        except BaseException:
+            with anyio.move_on_after(_ABORT_TIMEOUT, shield=True):
+                await anyio.aclose_forcefully(stream)
+            raise
+        return stream
 
     async def connect(
         self,
@@ -161,13 +202,7 @@ class AnyioTransport:
         if ":" in host and not host.startswith("["):
             host_header = f"[{host}]" if parts.port is None else f"[{host}]:{port}"
         try:
-            if tls:
-                context = self._ssl_context or ssl.create_default_context()
-                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
-                    host, port, ssl_context=context, tls_standard_compatible=False
-                )
-            else:
-                stream = await anyio.connect_tcp(host, port)
+            stream = await self._open_stream(host, port, tls)
         except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
             raise ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
         try:

@@ -41,6 +41,7 @@ from .._errors import ApiError, AuthError, DecodeError, LocalProtocolError, Nati
 from .._health import Health, HealthStatus
 from .._session import Connected, Disconnected, Posted, SessionConfig, WsSession, open_session
 from .._symbols import UnknownSymbolError
+from .._transport import AnyioTransport
 from ._config import BackpackConfig
 from ._events import BookDelta, BookSnapshot, BookStatus, Event
 from ._normalize import epoch_seconds, normalize
@@ -685,7 +686,13 @@ async def open_backpack(
         # The task group (snapshot fetches) lives inside the session, so open_session's exit
         # turns the body's exceptions and the session's fatal error into one plain exception.
         async with (
-            open_session(config.ws_url, config=session_config, protocol=protocol, hooks=hooks) as session,
+            open_session(
+                config.ws_url,
+                config=session_config,
+                protocol=protocol,
+                hooks=hooks,
+                transport=AnyioTransport(proxy=config.proxy),
+            ) as session,
             anyio.create_task_group() as tg,
         ):
             client = BackpackClient(config, session, protocol, rest, symbol_service, tg,

@@ -57,7 +57,8 @@ class BackpackConfig:
         window_ms: signing window, default 5000, at most 60000.
         request_timeout: REST timeout per attempt, seconds.
         handshake_timeout: websocket handshake bound, seconds.
-        proxy: explicit HTTP(S) proxy URL for REST (environment proxies are ignored).
+        proxy: an explicit ``http://host:port`` proxy for REST and, through ``CONNECT``, for the
+            websocket (environment proxies are ignored).
         unknown_symbol_timeout: how long a subscription may stay silent before the symbol is
             checked against the market list and reported unknown, seconds.
         clock: wall clock for signature timestamps (seconds).
