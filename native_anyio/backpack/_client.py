@@ -382,13 +382,13 @@ class BackpackClient:
             state.fetching = False
             self._request_snapshot(state)
 
-    def _on_depth(self, data: WsDepth, events: list[Event]) -> None:
+    def _on_depth(self, data: WsDepth, now: float, events: list[Event]) -> None:
         state = self._books.get(data.symbol)
         if state is None:
             return
         bids: Sequence[Level] = data.bids
         asks: Sequence[Level] = data.asks
-        out = state.sync.on_delta(data.first_update_id, data.last_update_id, bids, asks, anyio.current_time())
+        out = state.sync.on_delta(data.first_update_id, data.last_update_id, bids, asks, now)
         if out.applied or out.status or out.need_snapshot:
             self._emit_sync(state, out, events, epoch_seconds(data.engine_time))
             if state.verifier is not None and out.applied:
@@ -532,9 +532,10 @@ class BackpackClient:
             batch = await self.session.receive_batch()
             events: list[Event] = []
             receipt = self._clock()
+            now = anyio.current_time()  # once per batch, not per message
             for item in batch:
                 if type(item) is bytes:
-                    self._handle_frame(item, receipt, events)
+                    self._handle_frame(item, receipt, now, events)
                 elif isinstance(item, Posted):
                     if isinstance(item.value, _SnapshotResult):
                         self._on_snapshot(item.value, events)
@@ -544,7 +545,6 @@ class BackpackClient:
                     self._on_connection_change(item.connection_id, True, events)
                 elif isinstance(item, Disconnected):
                     self._on_connection_change(item.connection_id, False, events)
-            now = anyio.current_time()
             for state in self._books.values():
                 out = state.sync.check_timeout(now)
                 if out.status is not None:
@@ -553,7 +553,7 @@ class BackpackClient:
                 self._events += len(events)
                 return events
 
-    def _handle_frame(self, payload: bytes, receipt: float, events: list[Event]) -> None:
+    def _handle_frame(self, payload: bytes, receipt: float, now: float, events: list[Event]) -> None:
         self._frames += 1
         try:
             frame = decode_frame(payload)
@@ -567,7 +567,7 @@ class BackpackClient:
                 self._on_error_frame(frame.error.code, frame.error.message)
             return
         if type(data) is WsDepth:
-            self._on_depth(data, events)
+            self._on_depth(data, now, events)
             return
         if type(data) is WsTrade and self._is_duplicate_trade(data):
             return
