@@ -13,7 +13,10 @@ Books are fail-closed (``native_anyio._book``): from a gap until the resync comp
 event is emitted for that symbol, only a :class:`BookStatus`. A depth frame that fails validation
 is a gap of its book (its ids are lost), never skipped while the book stays live. A reconnect
 always rebuilds every book from a fresh snapshot; a book that gave up on snapshots (``failed``)
-is retried by a reconnect or by subscribing it again. Trades are delivered once across reconnects (a bounded window of
+is retried by a reconnect or by subscribing it again. With ``stale_after``, a book whose depth
+stream goes quiet for that long while the connection stays up is flagged stale (A3): it stops
+being valid (a :class:`BookStatus` ``resyncing`` with a ``stale`` reason), its stream is
+resubscribed and it is rebuilt from a fresh snapshot. Trades are delivered once across reconnects (a bounded window of
 recent trade ids per symbol).
 
 Error frames (``{"id":null,"error":{...}}``) are tied to the oldest request sent on the current
@@ -27,7 +30,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
@@ -52,7 +55,7 @@ from ._symbols import BackpackSymbols
 from ._wire import WsDepth, WsTrade, decode_frame
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Sequence
+    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
     from .._health import Instrumentation
     from ._wire_rest import RestDepth
@@ -122,11 +125,19 @@ class BackpackStatistics:
     book_statistics: tuple[tuple[str, BookSyncStatistics], ...] = ()
     verifications: int = 0
     verification_mismatches: int = 0
+    stale_flags: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class _Resubscribed:
     symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class _StaleCheck:
+    """Posted by the stale watchdog: judged in order, after every frame received before it."""
+
+    posted_at: float
 
 
 class _Envelope(msgspec.Struct):
@@ -153,13 +164,25 @@ class _BookSettings:
     max_wait: float = 10.0
     verify_interval: float | None = None
     verify_depth: int = 10
+    #: seconds without a depth frame before a book is stale, per exchange symbol ("*": any)
+    stale_after: Mapping[str, float] = field(default_factory=dict)
+    stale_check_interval: float | None = None
+
+    def stale_limit(self, symbol: str) -> float | None:
+        limits = self.stale_after
+        return limits.get(symbol, limits.get("*"))
 
 
 class _BookState:
-    __slots__ = ("connection_id", "fetching", "generation", "symbol", "sync", "verifier")
+    __slots__ = (
+        "connection_id", "fetching", "generation", "last_activity", "stale_after", "symbol", "sync", "verifier",
+    )  # fmt: skip
 
     def __init__(self, symbol: str, connection_id: int, settings: _BookSettings) -> None:
         self.symbol = symbol
+        self.stale_after = settings.stale_limit(symbol)
+        #: when the last depth frame was handled (or the timer was restarted), anyio time
+        self.last_activity = anyio.current_time()
         self.sync = BookSync(max_buffer=settings.max_buffer, max_wait=settings.max_wait)
         self.verifier = BookVerifier(depth=settings.verify_depth) if settings.verify_interval else None
         self.generation = 0
@@ -217,8 +240,18 @@ class BackpackClient:
         self._book_settings = book_settings or _BookSettings()
         self._verifications = 0
         self._verify_mismatches = 0
+        self._stale_flags = 0
+        self._stale_queue: deque[str] = deque()  # books whose stream must be resubscribed
+        self._stale_wakeup = anyio.Event()
+        self._stale_check_pending = False
         if self._book_settings.verify_interval is not None:
             task_group.start_soon(self._verify_loop, self._book_settings.verify_interval)
+        stale_limits = self._book_settings.stale_after
+        if stale_limits:
+            interval = self._book_settings.stale_check_interval
+            if interval is None:
+                interval = max(0.05, min(stale_limits.values()) / 4)
+            task_group.start_soon(self._stale_loop, interval)
 
     def __repr__(self) -> str:
         return f"<BackpackClient {self.config.ws_url} streams={len(self.session.subscriptions)}>"
@@ -386,6 +419,7 @@ class BackpackClient:
         state = self._books.get(data.symbol)
         if state is None:
             return
+        state.last_activity = now
         bids: Sequence[Level] = data.bids
         asks: Sequence[Level] = data.asks
         out = state.sync.on_delta(data.first_update_id, data.last_update_id, bids, asks, now)
@@ -407,6 +441,47 @@ class BackpackClient:
                     except NativeError:
                         continue  # verification is best effort: try again next round
                     self.session.post(_SnapshotResult(state.symbol, generation, depth, verification=True))
+
+    async def _stale_loop(self, interval: float) -> None:
+        """
+        The stale-stream watchdog (A3): every ``interval``, post a check into the ordered inbox;
+        resubscribe the depth streams the consumer found stale.
+
+        The check is judged by the consumer, after every frame that arrived before it, so a
+        consumer that lags behind the socket never mistakes its own backlog for a quiet stream.
+        """
+        while True:
+            with anyio.move_on_after(interval):
+                await self._stale_wakeup.wait()
+            if self._stale_wakeup.is_set():
+                self._stale_wakeup = anyio.Event()
+            while self._stale_queue:
+                symbol = self._stale_queue.popleft()
+                if symbol in self._books:
+                    stream = f"depth.{symbol}"
+                    await self.session.unsubscribe(stream)
+                    if symbol in self._books:  # not unsubscribed by the user meanwhile
+                        await self.session.subscribe(stream)
+            if not self._stale_check_pending:
+                self._stale_check_pending = True
+                self.session.post(_StaleCheck(anyio.current_time()))
+
+    def _on_stale_check(self, check: _StaleCheck, events: list[Event]) -> None:
+        self._stale_check_pending = False
+        if self.session.statistics().state != "connected":
+            return  # a reconnect rebuilds every book anyway
+        for state in self._books.values():
+            limit = state.stale_after
+            if limit is None or check.posted_at - state.last_activity <= limit:
+                continue
+            self._stale_flags += 1
+            state.last_activity = check.posted_at  # the next flag is one full period later
+            if state.sync.is_live:
+                reason = f"stale: no depth update for {limit:g} s"
+                self._emit_sync(state, state.sync.invalidate(reason), events, self._clock())
+            if state.symbol not in self._stale_queue:
+                self._stale_queue.append(state.symbol)
+                self._stale_wakeup.set()
 
     def _on_verification(self, result: _SnapshotResult, events: list[Event]) -> None:
         state = self._books.get(result.symbol)
@@ -476,6 +551,7 @@ class BackpackClient:
                 continue  # subscribed on this very connection: already syncing on it
             if connected:
                 state.connection_id = connection_id
+                state.last_activity = anyio.current_time()
             out = state.sync.reset("connected: fresh snapshot" if connected else "disconnected")
             state.generation += 1
             state.fetching = False
@@ -539,6 +615,8 @@ class BackpackClient:
                 elif isinstance(item, Posted):
                     if isinstance(item.value, _SnapshotResult):
                         self._on_snapshot(item.value, events)
+                    elif isinstance(item.value, _StaleCheck):
+                        self._on_stale_check(item.value, events)
                     elif isinstance(item.value, _Resubscribed):
                         self._on_resubscribed(item.value.symbol, events)
                 elif isinstance(item, Connected):
@@ -615,6 +693,7 @@ class BackpackClient:
             ),
             verifications=self._verifications,
             verification_mismatches=self._verify_mismatches,
+            stale_flags=self._stale_flags,
         )
 
     def health(self) -> Health:
@@ -643,6 +722,8 @@ async def open_backpack(
     snapshot_wait: float = 10.0,
     verify_interval: float | None = None,
     verify_depth: int = 10,
+    stale_after: float | Mapping[str, float] | None = None,
+    stale_check_interval: float | None = None,
     hooks: Sequence[Instrumentation] = (),
 ) -> AsyncIterator[BackpackClient]:
     """
@@ -665,6 +746,14 @@ async def open_backpack(
             matching update id this often, and resynced on a mismatch (Backpack's depth stream
             has no checksum). ``None`` (default): off.
         verify_depth: levels per side compared by the verification.
+        stale_after: seconds without a depth frame after which a book is stale while the
+            connection is up (A3): it is invalidated, its stream resubscribed and the book
+            rebuilt from a fresh snapshot. A number applies to every book, a mapping to the
+            symbols it names (either spelling; ``"*"`` for the rest). Backpack sends a depth
+            frame only when the book changes, so pick a limit above the quietest market's gaps.
+            ``None`` (default): off. Pings never reset this timer.
+        stale_check_interval: how often the stale check runs (default: a quarter of the
+            smallest limit); a stale book is flagged within ``stale_after`` plus this.
         hooks: instrumentation hooks for the session and REST client.
 
     Raises:
@@ -673,6 +762,9 @@ async def open_backpack(
     """
     config = config or BackpackConfig()
     clock = config.clock or time.time
+    limits = _stale_limits(stale_after)
+    if stale_check_interval is not None and not stale_check_interval > 0:
+        raise ValueError(f"stale_check_interval must be > 0, got {stale_check_interval!r}")
     protocol = BackpackSubscriptions(config.signer, window_ms=config.window_ms)
     if session_config is None:
         from .._liveness import LivenessConfig
@@ -697,7 +789,8 @@ async def open_backpack(
         ):
             client = BackpackClient(config, session, protocol, rest, symbol_service, tg,
                                     candle_interval=candle_interval, snapshot_limit=snapshot_limit,
-                                    book_settings=_BookSettings(book_buffer, snapshot_wait, verify_interval, verify_depth),
+                                    book_settings=_BookSettings(book_buffer, snapshot_wait, verify_interval, verify_depth,
+                                                                limits, stale_check_interval),
                                     clock=clock)  # fmt: skip
             symbols = list(symbols)
             if symbols:
@@ -706,3 +799,16 @@ async def open_backpack(
                 yield client
             finally:
                 tg.cancel_scope.cancel()
+
+
+def _stale_limits(stale_after: float | Mapping[str, float] | None) -> dict[str, float]:
+    """``stale_after`` as {exchange symbol or "*": seconds}, validated."""
+    if stale_after is None:
+        return {}
+    items = [("*", stale_after)] if isinstance(stale_after, (int, float)) else list(stale_after.items())
+    limits: dict[str, float] = {}
+    for symbol, seconds in items:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise ValueError(f"stale_after must be a number of seconds > 0, got {seconds!r} for {symbol!r}")
+        limits[symbol if symbol == "*" else exchange_symbol(symbol)] = float(seconds)
+    return limits

@@ -224,7 +224,7 @@ class Account:
         for name, position in self.positions.items():
             if symbol in (None, name):
                 payload = position_update(self._markets[name], position, self._now_us())
-                conn.deliver(envelope(stream, payload))
+                conn.deliver(envelope(stream, payload), None, stream)
 
     def _publish(self, stream: str, payload: dict[str, Any]) -> None:
         if self._hub.has(stream):

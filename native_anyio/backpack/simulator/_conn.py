@@ -140,11 +140,11 @@ class Connection:
 
     # -- output (synchronous: publishers call these) -------------------------------------------
 
-    def deliver(self, body: bytes, frame: bytes | None = None) -> None:
+    def deliver(self, body: bytes, frame: bytes | None = None, stream: str | None = None) -> None:
         """Queue one data frame (``frame`` is ``body`` already framed, when the caller has it)."""
         faults = self.faults
         if faults.active:
-            if faults.stop_data or faults.blackhole:
+            if faults.stop_data or faults.blackhole or (stream is not None and stream in faults.muted):
                 return
             if faults.tag:
                 body = b'{"conn":%d,' % self.id + body[1:]

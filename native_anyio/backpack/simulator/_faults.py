@@ -67,11 +67,13 @@ class ConnFaults:
     tag: bool = False
     cut_at: int | None = None
     depth_rules: list[_DepthRule] = field(default_factory=list)
+    #: streams whose data is withheld (a stale stream on a live connection, A3)
+    muted: set[str] = field(default_factory=set)
 
     @property
     def active(self) -> bool:
         """Whether data frames need the slow path."""
-        return self.stop_data or self.blackhole or self.tag or self.cut_at is not None
+        return self.stop_data or self.blackhole or self.tag or self.cut_at is not None or bool(self.muted)
 
 
 class FaultTarget(Protocol):
@@ -118,6 +120,7 @@ class FaultController(RestFaults):
             conn.faults.stop_data = conn.faults.stop_pings = conn.faults.tag = False
             conn.faults.cut_at = None
             conn.faults.depth_rules.clear()
+            conn.faults.muted.clear()
 
     def _each(self, conn: Target, action: Callable[[FaultTarget], None]) -> None:
         if conn == "next":
@@ -244,6 +247,29 @@ class FaultController(RestFaults):
     def resume_data(self, conn: Target = "all") -> None:
         """Undo :meth:`stop_data` (frames published meanwhile are lost)."""
         self._flag("resume_data", conn, "stop_data", False)
+
+    def stop_stream(self, stream: str, conn: Target = "all") -> None:
+        """
+        Stop sending one stream's data (say ``depth.SOL_USDC``); everything else keeps flowing.
+
+        This models a stuck server-side subscription: it lasts until :meth:`resume_stream` or
+        until the client unsubscribes that stream on that connection.
+        """
+
+        def action(c: FaultTarget) -> None:
+            c.faults.muted.add(stream)
+            self.record("stop_stream", c.id, None, stream=stream)
+
+        self._each(conn, action)
+
+    def resume_stream(self, stream: str, conn: Target = "all") -> None:
+        """Undo :meth:`stop_stream` (frames published meanwhile are lost)."""
+
+        def action(c: FaultTarget) -> None:
+            c.faults.muted.discard(stream)
+            self.record("resume_stream", c.id, None, stream=stream)
+
+        self._each(conn, action)
 
     def stop_pinging(self, conn: Target = "all") -> None:
         """Stop sending server pings (client pings are still answered)."""

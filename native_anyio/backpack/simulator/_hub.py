@@ -43,6 +43,9 @@ class Hub:
 
     def unsubscribe(self, conn: Connection, name: str) -> None:
         """Unsubscribe ``conn`` from ``name`` (a no-op when it was not subscribed)."""
+        # A stopped stream (FaultController.stop_stream) models a stuck server-side
+        # subscription: unsubscribing it clears the fault, as a resubscribe would on the venue.
+        conn.faults.muted.discard(name)
         if conn.subscriptions.pop(name, None) is None:
             return
         subs = self._subs.get(name)
@@ -67,7 +70,7 @@ class Hub:
             return
         frame = encode_frame(OP_TEXT, body, mask=False)
         for conn in list(subs.values()):
-            conn.deliver(body, frame)
+            conn.deliver(body, frame, stream)
 
     def publish_depth(self, frame: DepthFrame) -> None:
         """Queue a depth frame, through each connection's armed depth faults."""
@@ -78,8 +81,8 @@ class Hub:
         for conn in list(subs.values()):
             if conn.faults.depth_rules:
                 for body in self._faults.apply_depth(conn, frame):
-                    conn.deliver(body)
+                    conn.deliver(body, None, frame.stream)
                 continue
             if wire is None:
                 wire = encode_frame(OP_TEXT, frame.body, mask=False)
-            conn.deliver(frame.body, wire)
+            conn.deliver(frame.body, wire, frame.stream)
