@@ -1,6 +1,7 @@
 """
-The test matrix: ``nox`` runs tests (Python 3.10-3.13, with and without the trio extra), lint
-and typing. ``nox -s bench`` runs the benchmarks (not part of the default sessions).
+The test matrix: ``nox`` runs tests (Python 3.10-3.13, with and without the trio extra), lint,
+typing and the cryptofeed bridge. ``nox -s bench`` runs the benchmarks and ``nox -s reliability``
+the long reliability figures (neither is a default session).
 
 Interpreters: on a pyenv machine where only one version is active, the noxfile makes every
 installed CPython 3.10-3.13 resolvable by setting PYENV_VERSION before nox looks them up.
@@ -75,8 +76,20 @@ def lowest(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff>=0.8")
-    session.run("ruff", "check", "native_anyio", "tests", "benchmarks", "bridges", "noxfile.py")
-    session.run("ruff", "format", "--check", "native_anyio", "tests", "benchmarks", "bridges", "noxfile.py")
+    session.run(
+        "ruff", "check", "native_anyio", "tests", "benchmarks", "bridges", "reliability", "noxfile.py"
+    )
+    session.run(
+        "ruff",
+        "format",
+        "--check",
+        "native_anyio",
+        "tests",
+        "benchmarks",
+        "bridges",
+        "reliability",
+        "noxfile.py",
+    )
 
 
 @nox.session(python="3.12")
@@ -89,11 +102,17 @@ def typing(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
-    """The benchmarks (quick mode unless arguments are given)."""
+    """The benchmark suite (``benchmarks/run.py``): quick unless given ``-- --full``."""
     session.install(".[bench]")
-    args = session.posargs or ["--quick"]
-    session.run("python", "benchmarks/bench_e2e.py", *args, "--out", "benchmarks/results/e2e.md")
-    session.run("python", "benchmarks/bench_book.py", "--out", "benchmarks/results/book.md")
+    session.run("python", "benchmarks/run.py", *(session.posargs or ["--quick"]))
+
+
+@nox.session(python="3.11")
+def reliability(session: nox.Session) -> None:
+    """The reliability figures, full version, into RELIABILITY.md (``-- --short`` for CI's)."""
+    session.install(".[test,trio]")
+    args = session.posargs or ["--full"]
+    session.run("python", "reliability/run.py", *args, "--out", "RELIABILITY.md")
 
 
 # The cryptofeed bridge (bridges/). cryptofeed 2.4.1 (permissive licence) installs on Python < 3.13
