@@ -125,7 +125,8 @@ async def _open_client(
         print(f"# simulator: {ws_url} {rest_url}", file=sys.stderr)
     config = BackpackConfig.from_env(ws_url=ws_url, rest_url=rest_url, proxy=args.proxy)
     return await stack.enter_async_context(open_backpack(config, symbols=symbols, channels=channels,
-                                                         candle_interval=args.interval))  # fmt: skip
+                                                         candle_interval=args.interval,
+                                                         stale_after=args.stale_after))  # fmt: skip
 
 
 async def _watch(args: argparse.Namespace, out: _Output, *, book_only: bool = False) -> int:
@@ -197,6 +198,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--format", choices=["live", "json"], default="live")
         p.add_argument("--depth", type=int, default=10, help="book levels per side in the output")
         p.add_argument("--interval", default="1m", help="candle interval")
+        p.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
+                       help="resync a book whose depth stream is silent this long (default: off)")  # fmt: skip
 
     watch = sub.add_parser("watch", help="stream normalized events")
     watch.add_argument("symbols", nargs="*", default=["SOL_USDC", "BTC_USDC_PERP"], metavar="SYMBOL")
