@@ -1,7 +1,13 @@
 """
-The benchmark feed: Backpack-shaped market-data frames and the msgspec structs every client decodes into.
+The benchmark feeds: Backpack-shaped market-data frames and the msgspec structs every client decodes into.
 
-The ``mix`` feed of ``performance-anchors.md`` section 2: about 45 % ``depth`` (0-3 levels per side, at
+Two feeds. ``backpack`` (the default, :func:`backpack_feed`) is what the full Backpack pipeline needs:
+recorded-shape ``trade`` and realtime ``depth`` frames of four markets, with consistent per-symbol
+``U``/``u`` sequences, books that never cross, and the REST answers that go with them (the markets
+list and one ``/api/v1/depth`` snapshot per symbol whose ``lastUpdateId`` straddles the first delta).
+
+The ``mix`` feed (``--feed mix``; the default until the pipeline rows came) is that of
+``performance-anchors.md`` section 2: about 45 % ``depth`` (0-3 levels per side, at
 least one level in all), 30 % ``bookTicker``, 24 % ``trade`` and 1 % ``ticker``, in Backpack's wire key
 order (``{"data":{...},"stream":"..."}`` with alphabetical keys inside ``data``), about 200 bytes per
 message. Frames come from a seeded ``random.Random``, so every run and every client sees the same bytes.
@@ -17,11 +23,13 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 import msgspec
 
 __all__ = [
+    "BACKPACK_SYMBOLS",
     "DECODER",
     "STRUCT_GC",
     "BookTicker",
@@ -29,6 +37,8 @@ __all__ = [
     "Envelope",
     "Ticker",
     "Trade",
+    "BackpackFeed",
+    "backpack_feed",
     "build_blob",
     "close_frame",
     "generate_payloads",
@@ -216,5 +226,159 @@ def close_frame(code: int = 1000) -> bytes:
 
 
 def build_blob(n: int, *, seed: int = 0) -> bytes:
-    """``n`` text frames of the feed followed by a Close(1000): what the server sends per connection."""
+    """``n`` text frames of the ``mix`` feed followed by a Close(1000)."""
     return b"".join([server_frame(0x1, p) for p in generate_payloads(n, seed=seed)]) + close_frame(1000)
+
+
+# --------------------------------------------------------------------------- the ``backpack`` feed
+
+#: The markets of the ``backpack`` feed: a spot market, two perps and a dotted equity perp.
+BACKPACK_SYMBOLS: Final = ("SOL_USDC", "BTC_USDC_PERP", "ETH_USDC_PERP", "AAPL.US_USDC_PERP")
+_DEPTH_SHARE: Final = 0.6  # the rest are trades
+_BAND: Final = 60  # book levels live within this many ticks of the mid: bids below it, asks above it
+_SNAPSHOT_LEVELS: Final = 40  # levels per side in the REST snapshot
+
+
+@dataclass
+class BackpackFeed:
+    """
+    One run's worth of the ``backpack`` feed.
+
+    Attributes:
+        payloads: the websocket payloads, in send order; the last one is a trade.
+        snapshots: exchange symbol -> the body of ``GET /api/v1/depth?symbol=`` (the book before the
+            first delta, ``lastUpdateId`` = the first delta's ``U``, so that delta straddles it).
+        markets: the body of ``GET /api/v1/markets``.
+        meta: what a client needs to know to stop and check its counts: ``n``, ``trades``, ``depth``,
+            ``depth_by_symbol``, ``symbols``, ``streams``, ``last_trade`` (``[symbol, id]``).
+    """
+
+    payloads: list[bytes]
+    snapshots: dict[str, bytes]
+    markets: bytes
+    meta: dict[str, Any]
+
+
+class _Market:
+    """The generator state of one symbol (integer units, like the simulator's engine)."""
+
+    def __init__(self, symbol: str, rng: random.Random, index: int) -> None:
+        from native_anyio.backpack.simulator._config import spec_for
+        from native_anyio.backpack.simulator._numbers import decimals_of, to_units
+        from native_anyio.backpack.simulator._payloads import WireFormat
+
+        self.spec = spec_for(symbol)
+        self.symbol = symbol
+        self.dp, self.ds = decimals_of(self.spec.tick_size), decimals_of(self.spec.step_size)
+        self.wire = WireFormat(symbol, self.dp, self.ds)
+        self.mid = to_units(self.spec.price, self.dp)
+        self.max_size = 250 * 10**self.ds
+        self.base = 4_330_360_995 + 1_000_000_000 * index  # the snapshot is taken here
+        self.last_u = self.base
+        self.trade_id = 341_399_899 + 10_000_000 * index
+        self.rng = rng
+        self.bids = {self.mid - rng.randint(1, _BAND): self._size() for _ in range(_SNAPSHOT_LEVELS)}
+        self.asks = {self.mid + rng.randint(1, _BAND): self._size() for _ in range(_SNAPSHOT_LEVELS)}
+
+    def _size(self) -> int:
+        return self.rng.randint(1, self.max_size)
+
+    def _levels(self, count: int, sign: int) -> list[tuple[int, int]]:
+        rng = self.rng
+        # 15 % deletes (size 0): Backpack sends absolute sizes, zero removes the level.
+        return [
+            (self.mid + sign * rng.randint(1, _BAND), 0 if rng.random() < 0.15 else self._size())
+            for _ in range(count)
+        ]
+
+    def depth(self, now: int) -> bytes:
+        from native_anyio.backpack.simulator._payloads import envelope
+
+        rng = self.rng
+        first = self.last_u + 1
+        if first == self.base + 1:
+            last = first + 2  # the first delta spans the snapshot id (U <= lastUpdateId + 1 <= u)
+        else:
+            last = first if rng.random() < 0.9 else first + rng.randint(1, 4)  # aggregated under load
+        self.last_u = last
+        r = rng.random()  # mostly one level on one side, as recorded realtime frames are
+        count = 1 if r < 0.7 else 2 if r < 0.9 else rng.randint(3, 4)
+        n_asks = rng.randint(0, count)
+        asks, bids = self._levels(n_asks, 1), self._levels(count - n_asks, -1)
+        data = self.wire.depth(first, last, bids, asks, now - 170, now)
+        return envelope(f"depth.{self.symbol}", data)
+
+    def trade(self, now: int) -> bytes:
+        from native_anyio.backpack.simulator._payloads import envelope
+
+        rng = self.rng
+        self.trade_id += 1
+        data = {
+            "E": now,
+            "T": now - 1059,
+            "a": str(rng.randrange(10**9, 10**10)),  # 10-digit order ids (format since 2025-06)
+            "b": str(rng.randrange(10**9, 10**10)),
+            "e": "trade",
+            "m": rng.random() < 0.5,
+            "p": self.wire.price(self.mid + rng.randint(-2, 2)),
+            "q": self.wire.size(self._size()),
+            "s": self.symbol,
+            "t": self.trade_id,
+        }
+        return envelope(f"trade.{self.symbol}", data)
+
+    def snapshot(self, now: int) -> bytes:
+        from native_anyio.backpack.simulator._numbers import stripped
+        from native_anyio.backpack.simulator._payloads import ENCODER
+
+        dp, ds = self.dp, self.ds
+        body = {
+            "asks": [[stripped(p, dp), stripped(q, ds)] for p, q in sorted(self.asks.items())],
+            "bids": [[stripped(p, dp), stripped(q, ds)] for p, q in sorted(self.bids.items())],
+            "lastUpdateId": str(self.base + 1),
+            "timestamp": now,
+        }
+        return ENCODER.encode(body)
+
+
+def backpack_feed(n: int, *, seed: int = 0, symbols: tuple[str, ...] = BACKPACK_SYMBOLS) -> BackpackFeed:
+    """
+    ``n`` frames of the ``backpack`` feed (deterministic for a given seed), with its REST bodies.
+
+    60 % realtime ``depth`` frames (one level on one side in most, up to four; 15 % deletes; 10 %
+    span several update ids), 40 % ``trade`` frames, spread evenly over ``symbols``. Payloads are
+    built by the simulator's wire formatter: sorted keys, prices and sizes padded to the market's
+    tick and step, ids as JSON numbers. The last frame is a trade, so a client that has seen every
+    trade has processed every frame.
+    """
+    from native_anyio.backpack.simulator._payloads import ENCODER
+    from native_anyio.backpack.simulator._rest_public import market_entry
+
+    rng = random.Random(seed)
+    now = 1_788_367_430_247_487
+    markets = [_Market(symbol, rng, i) for i, symbol in enumerate(symbols)]
+    snapshots = {m.symbol: m.snapshot(now) for m in markets}
+    payloads: list[bytes] = []
+    trades = 0
+    depth_by_symbol = dict.fromkeys(symbols, 0)
+    for i in range(n):
+        now += rng.randrange(5, 400)
+        market = markets[rng.randrange(len(markets))]
+        if i < n - 1 and rng.random() < _DEPTH_SHARE:
+            payloads.append(market.depth(now))
+            depth_by_symbol[market.symbol] += 1
+        else:
+            payloads.append(market.trade(now))
+            trades += 1
+            last_trade = [market.symbol, market.trade_id]
+    meta = {
+        "n": n,
+        "trades": trades,
+        "depth": n - trades,
+        "depth_by_symbol": depth_by_symbol,
+        "symbols": list(symbols),
+        "streams": [f"{kind}.{s}" for s in symbols for kind in ("trade", "depth")],
+        "last_trade": last_trade,
+    }
+    body = ENCODER.encode([market_entry(m.spec) for m in markets])
+    return BackpackFeed(payloads, snapshots, body, meta)
