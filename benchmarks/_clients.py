@@ -236,8 +236,15 @@ async def _backpack(spec: Spec, *, batched: bool = False) -> Result:
     what the per-event ``__anext__`` costs.
     """
     import anyio
+    import httpx
 
     from native_anyio.backpack import BackpackConfig, Trade, open_backpack
+
+    # Imports before the clock, as for every client: httpx's first client imports httpcore, h11,
+    # certifi (and trio, when installed) lazily, ~70 ms that would otherwise fall into the startup.
+    # A transport without verification loads no certificates; the client's own SSL context is still
+    # built inside the measurement.
+    httpx.AsyncHTTPTransport(verify=False)
 
     meta = spec.meta
     expected_trades = meta["trades"]
@@ -366,6 +373,109 @@ async def _picows(spec: Spec) -> Result:
         transport.disconnect()
         await transport.wait_disconnected()
     return clock.result(listener.count)
+
+
+def _fetch_snapshots(spec: Spec, token: str) -> dict[str, Any]:
+    """
+    The REST depth snapshot of every feed symbol (``RestDepth``, decoded as the pipeline does), fetched
+    over one keep-alive ``http.client`` connection under the server's token prefix (``/r/<token>``).
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    from native_anyio.backpack._wire_rest import decode_depth
+
+    parts = urlsplit(spec.rest_url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=spec.timeout)
+    snapshots: dict[str, Any] = {}
+    try:
+        for symbol in spec.meta["symbols"]:
+            conn.request("GET", f"/r/{token}/api/v1/depth?symbol={symbol}&limit=1000")
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"depth snapshot of {symbol}: HTTP {response.status}")
+            snapshots[symbol] = decode_depth(body)
+    finally:
+        conn.close()
+    return snapshots
+
+
+async def _picows_backpack(spec: Spec, *, books: bool = False) -> Result:
+    """
+    The like-for-like peer of the full pipeline: picows' callback API, then the very decode the pipeline
+    uses (``native_anyio.backpack._wire.decode_frame``: one pass into the Backpack wire structs, Decimal
+    prices, validation). ``books=True`` also keeps a ``BookSync`` per symbol from its REST snapshot
+    (fetched inside the clock, as the pipeline does) and applies every depth delta to it; no events,
+    no trade de-duplication, no session machinery (reconnects, liveness, stale checks).
+    """
+    import asyncio
+
+    from picows import WSListener, WSMsgType, ws_connect
+
+    from native_anyio import BookSync
+    from native_anyio.backpack._wire import WsDepth, decode_frame
+
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    clock = _Clock()
+    n = spec.n
+    subscribe = spec.subscribe.encode()
+    url = spec.url
+    syncs: dict[str, BookSync] = {}
+    if books:
+        token = os.urandom(6).hex()
+        url = f"{spec.url}&token={token}&wait={len(spec.meta['symbols'])}"
+    applied = [0]
+
+    class Listener(WSListener):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.count = 0
+
+        def on_ws_connected(self, transport: Any) -> None:
+            transport.send(WSMsgType.TEXT, subscribe)
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                data = decode_frame(frame.get_payload_as_bytes()).data
+                if books and type(data) is WsDepth:
+                    out = syncs[data.symbol].on_delta(
+                        data.first_update_id, data.last_update_id, data.bids, data.asks, 0.0
+                    )
+                    applied[0] += len(out.applied)
+                self.count += 1
+                if self.count == n:
+                    clock.stop()
+                    done.set_result(None)
+            elif frame.msg_type == WSMsgType.CLOSE and not done.done():
+                done.set_exception(RuntimeError(f"closed after {self.count} messages"))
+
+        def on_ws_disconnected(self, transport: Any) -> None:
+            if not done.done():
+                done.set_exception(RuntimeError(f"disconnected after {self.count} messages"))
+
+    context = spec.ssl_context()
+    clock.start()
+    if books:
+        for symbol, depth in _fetch_snapshots(spec, token).items():
+            sync = syncs[symbol] = BookSync()
+            sync.on_snapshot(int(depth.last_update_id), depth.bids, depth.asks, 0.0)
+    transport, listener = await ws_connect(Listener, url, ssl_context=context)
+    try:
+        await done
+    finally:
+        transport.disconnect()
+        await transport.wait_disconnected()
+    if not books:
+        return clock.result(listener.count)
+    stats = [s.statistics() for s in syncs.values()]
+    return clock.result(
+        listener.count,
+        books_live=all(s.state == "live" for s in stats) and len(stats) == len(spec.meta["symbols"]),
+        deltas_applied=sum(s.applied for s in stats),
+        gaps=sum(s.gaps + s.resyncs + s.buffer_overflows for s in stats),
+        book_applies=applied[0],
+    )
 
 
 async def _aiohttp(spec: Spec) -> Result:
@@ -690,7 +800,8 @@ class Variant:
         run: the runner.
         divisor: the row receives ``N // divisor`` messages (slow peers get fewer).
         available: its libraries are importable.
-        kind: ``session`` (our toolkit path), ``pipeline`` (our full Backpack client), ``peer``.
+        kind: ``session`` (our toolkit path), ``pipeline`` (our full Backpack client), ``peer``, or
+            ``like`` (picows decoding into the pipeline's own Backpack structs: the like-for-like peer).
         default: run by default (the others need ``--all`` or ``--only``).
         backpack_only: needs the ``backpack`` feed (books and REST).
     """
@@ -771,6 +882,16 @@ VARIANTS: dict[str, Variant] = {
         _run_native(_native_iter, "trio", {}), 1, _HAVE_TRIO, "session", False
     ),
     "picows (asyncio)": Variant(_asyncio_run(_picows, uvloop=False), 1, _have("picows"), "peer"),
+    "picows + Backpack structs (asyncio)": Variant(
+        _asyncio_run(_picows_backpack, uvloop=False), 1, _have("picows"), "like", backpack_only=True
+    ),
+    "picows + Backpack structs + books (asyncio)": Variant(
+        _asyncio_run(functools.partial(_picows_backpack, books=True), uvloop=False),
+        1,
+        _have("picows"),
+        "like",
+        backpack_only=True,
+    ),
     "picows (uvloop)": Variant(
         _asyncio_run(_picows, uvloop=True), 1, _have("picows") and _HAVE_UVLOOP, "peer", False
     ),

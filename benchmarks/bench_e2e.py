@@ -14,7 +14,12 @@ Rows (``_clients.py``):
   ``Router.iter_decode()`` into the benchmark's msgspec structs;
 * peers decoding into the very same msgspec structs: ``picows (asyncio)`` (the reference), ``aiohttp``,
   ``websockets``, ``trio-websocket``; and ``cryptofeed-style (websockets)``: websockets + ``json.loads``
-  + Decimal and dict handling per message, as cryptofeed's feeds do.
+  + Decimal and dict handling per message, as cryptofeed's feeds do;
+* like-for-like peers of the pipeline (``--feed backpack``): ``picows + Backpack structs`` (picows, then
+  the pipeline's own ``decode_frame`` into the Backpack wire structs with Decimal prices) and
+  ``picows + Backpack structs + books`` (the same, plus each depth delta applied to a ``BookSync`` per
+  symbol from its REST snapshot; no events). The pipeline's ratios against them separate the cost of
+  the transport and session (and of the events) from that of the decode and the books.
 
 Method (``shared/docs/performance-anchors.md`` section 2): the feed server (``_server.py``) runs in its
 own process pinned to CPU 1; every client run is a fresh process pinned to CPU 0 and reports wall time,
@@ -53,6 +58,8 @@ from _clients import VARIANTS  # noqa: E402
 
 REFERENCE = "picows (asyncio)"
 TRIO_PEER = "trio-websocket (trio)"
+LIKE = "picows + Backpack structs (asyncio)"
+LIKE_BOOKS = "picows + Backpack structs + books (asyncio)"
 SCHEMES = ("ws", "wss")
 PIPELINE = {
     "asyncio": "native-anyio backpack (asyncio)",
@@ -159,6 +166,10 @@ def _check(label: str, result: dict[str, Any], n: int, meta: dict[str, Any]) -> 
         not result["books_live"] or result["deltas_applied"] != meta["depth"] or result["duplicate_trades"]
     ):
         raise RuntimeError(f"books not in sync: {result}")
+    if label == LIKE_BOOKS and (
+        not result["books_live"] or result["deltas_applied"] != meta["depth"] or result["gaps"]
+    ):
+        raise RuntimeError(f"books not in sync: {result}")
 
 
 def _run_client(label: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
@@ -242,6 +253,9 @@ def _summaries(rows: Rows, rounds: int) -> list[dict[str, Any]]:
             "runs": {str(k): v for k, v in sorted(row.runs.items())},
         }
         if entry["kind"] == "pipeline":
+            for key, den in (("ratio_vs_like", LIKE), ("ratio_vs_like_books", LIKE_BOOKS)):
+                entry[key] = _stats(_paired(rows, (label, scheme), (den, scheme), rounds))
+                entry["cpu_" + key] = _stats(_paired(rows, (label, scheme), (den, scheme), rounds, cpu=True))
             entry["events_per_s"] = _stats([v["events"] / v["wall"] for v in row.runs.values()])
             entry["startup_ms"] = _stats(row.values("startup_ms"))
             entry["msgs_per_s_after_first_event"] = _stats(
@@ -300,6 +314,14 @@ def _goals(rows: Rows, rounds: int) -> tuple[list[dict[str, Any]], list[dict[str
         info=True)  # fmt: skip
     add("full pipeline (asyncio) / cryptofeed-style, ws", (PIPELINE["asyncio"], "ws"),
         ("cryptofeed-style (websockets)", "ws"), 1.0, info=True)  # fmt: skip
+    for scheme in SCHEMES:
+        for backend, label in PIPELINE.items():
+            for den, what in (
+                (LIKE, "picows + Backpack structs"),
+                (LIKE_BOOKS, "picows + Backpack structs + books"),
+            ):
+                add(f"full pipeline ({backend}) / {what}, {scheme}", (label, scheme), (den, scheme), 1.0,
+                    info=True)  # fmt: skip
     return goals, informative
 
 
@@ -383,6 +405,26 @@ def _markdown(
                 f"| {e['events_per_run']['median']:,.0f} | {_fmt(e['startup_ms'], 0)} "
                 f"| {e['msgs_per_s_after_first_event']['median']:,.0f} |"
             )
+
+    like = [e for e in pipeline if e.get("ratio_vs_like") or e.get("ratio_vs_like_books")]
+    if like:
+        extra += [
+            "",
+            f"Like-for-like (median of per-round ratios, min-max; by CPU time in brackets): the pipeline against "
+            f"`{LIKE}` (picows + the pipeline's own `decode_frame` into the Backpack structs, Decimal prices) and "
+            f"`{LIKE_BOOKS}` (the same plus every depth delta applied to a `BookSync`, no events); the "
+            f"reference `{REFERENCE}` decodes into string-price benchmark structs.",
+            "",
+            "| stack | scheme | vs picows (string structs) | vs picows + Backpack structs "
+            "| vs picows + Backpack structs + books |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for e in like:
+            cells = [
+                f"{_fmt(e[key])} [{_fmt(e['cpu_' + key])}]"
+                for key in ("ratio_vs_picows", "ratio_vs_like", "ratio_vs_like_books")
+            ]
+            extra.append(f"| {e['label']} | {e['scheme']} | " + " | ".join(cells) + " |")
 
     goal_lines = [
         "",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import random
 import time
 from typing import TYPE_CHECKING, Any, TypeVar, final, overload
@@ -53,12 +54,33 @@ from ._rest_support import (
 )
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Iterable, Mapping
     from types import TracebackType
 
     from ._ratelimit import RateLimiter
 
 __all__ = ["DEFAULT_BACKOFF", "IDEMPOTENT_METHODS", "RestClient"]
+
+# httpx builds a verifying SSL context per client, loading certifi's bundle (~150 certificates, about
+# 20 ms of CPU) each time, even for a plain http:// base URL. One per process and trust setting is
+# enough: an SSLContext may be shared by any number of connections.
+_SSL_CONTEXTS: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
+
+
+def _ssl_context(trust_env: bool) -> ssl.SSLContext:
+    """The verifying context httpx would build (``SSL_CERT_FILE``/``SSL_CERT_DIR`` with ``trust_env``)."""
+    env = os.environ
+    key = (
+        trust_env,
+        env.get("SSL_CERT_FILE") if trust_env else None,
+        env.get("SSL_CERT_DIR") if trust_env else None,
+    )
+    context = _SSL_CONTEXTS.get(key)
+    if context is None:
+        context = _SSL_CONTEXTS[key] = httpx.create_ssl_context(trust_env=trust_env)
+    return context
+
 
 T = TypeVar("T")
 
@@ -148,6 +170,7 @@ class RestClient:
             timeout=httpx.Timeout(self._timeout),
             proxy=self._proxy,
             trust_env=self._trust_env,
+            verify=_ssl_context(self._trust_env),
             headers=self._headers,
             follow_redirects=False,
         )
@@ -421,7 +444,8 @@ class RestClient:
             decoder = self._decoders[type_] = msgspec.json.Decoder(type_)
         try:
             return decoder.decode(content)
-        except msgspec.DecodeError as exc:
+        # msgspec raises RecursionError for absurdly deep nesting, UnicodeDecodeError for bad UTF-8.
+        except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
             name = getattr(type_, "__name__", repr(type_))
             raise DecodeError(
                 f"answer does not decode as {name}: {exc}", exchange=self.exchange, request=label

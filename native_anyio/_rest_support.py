@@ -248,7 +248,7 @@ def error_fields(status: int, content: bytes) -> tuple[str | int | None, str]:
     fallback = text[:200] or f"status {status}"
     try:
         body = msgspec.json.decode(content)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return None, fallback
     if not isinstance(body, dict):
         return None, fallback

@@ -30,6 +30,10 @@ T = TypeVar("T")
 
 Handler = Callable[[T], object]
 
+# What a msgspec decoder raises on bad input: DecodeError (and its ValidationError), but also
+# RecursionError for absurdly deep nesting and UnicodeDecodeError for invalid UTF-8 in a string.
+_DECODE_ERRORS = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
+
 
 @final
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,7 @@ class Router(Generic[T]):
         self._messages += 1
         try:
             return self._decode(payload)  # type: ignore[no-any-return]
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except _DECODE_ERRORS as exc:
             self._note_parse_error(exc)
             raise DecodeError(f"cannot decode message: {exc}") from exc
 
@@ -135,7 +139,7 @@ class Router(Generic[T]):
                 self._messages += 1
                 try:
                     message = decode(item)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                except _DECODE_ERRORS as exc:
                     self._note_parse_error(exc)
                     continue
                 yield message
@@ -156,7 +160,7 @@ class Router(Generic[T]):
                 self._messages += 1
                 try:
                     append(decode(item))
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                except _DECODE_ERRORS as exc:
                     self._note_parse_error(exc)
             else:
                 self._on_event(item)
@@ -179,7 +183,7 @@ class Router(Generic[T]):
             self._messages += 1
             try:
                 message = decode(item)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            except _DECODE_ERRORS as exc:
                 self._note_parse_error(exc)
                 continue
             channel = channel_of(message)

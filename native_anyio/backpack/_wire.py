@@ -32,7 +32,7 @@ import msgspec
 from msgspec import field
 
 from .._errors import DecodeError
-from ._wire_common import Count, Epoch, Id, Levels, Micros, WsEvent, check_levels, checked_int
+from ._wire_common import Count, Epoch, Id, Levels, Micros, WsEvent, checked_int
 from ._wire_private import (
     Side,
     WsBalanceUpdate,
@@ -113,8 +113,10 @@ class WsDepth(WsEvent, frozen=True, kw_only=True, tag="depth"):
     def __post_init__(self) -> None:
         if self.last_update_id < self.first_update_id:
             raise ValueError(f"u={self.last_update_id} < U={self.first_update_id}")
-        check_levels(self.asks)
-        check_levels(self.bids)
+        # check_levels() of both sides, inlined: one of the hottest checks (a depth frame is most traffic).
+        for price, size in self.asks + self.bids:
+            if not (price.is_finite() and size.is_finite()) or price.is_signed() or size.is_signed():
+                raise ValueError(f"invalid level [{price}, {size}]")
 
 
 class WsKline(WsEvent, frozen=True, kw_only=True, tag="kline"):
@@ -254,7 +256,7 @@ def decode_frame(payload: bytes) -> Frame:
         a :class:`Frame` with ``data`` and ``stream`` set, or with ``error`` set.
 
     Raises:
-        DecodeError: malformed JSON, a payload that does not match its struct (wrong types,
+        DecodeError: malformed JSON (including invalid UTF-8 and absurdly deep nesting), a payload that does not match its struct (wrong types,
             missing fields, non-finite decimals, ``u < U``, unknown ``e``), or a frame that is
             neither a data frame nor an error frame. The msgspec error is chained.
     """
@@ -262,7 +264,9 @@ def decode_frame(payload: bytes) -> Frame:
         frame = _decode(payload)
     except msgspec.ValidationError as exc:
         frame = _decode_untagged(payload, exc)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        # Not only DecodeError: msgspec raises RecursionError for JSON nested deeper than it follows
+        # and UnicodeDecodeError for invalid UTF-8 inside a string (a binary frame is not checked).
         raise DecodeError(f"malformed frame: {exc}", exchange="BACKPACK") from exc
     if frame.error is None and (frame.data is None or frame.stream is None):
         raise DecodeError("frame has neither data and stream nor error", exchange="BACKPACK")
@@ -281,7 +285,7 @@ def _decode_untagged(payload: bytes, error: msgspec.ValidationError) -> Frame:
         except msgspec.ValidationError:
             raise error from None  # it has an ``e``: the tagged decode's error says what is wrong
         positions = _decode_positions(envelope.data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise DecodeError(f"invalid frame: {exc}", exchange="BACKPACK") from exc
     if isinstance(positions, WsPosition):
         positions = [positions]

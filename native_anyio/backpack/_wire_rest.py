@@ -254,7 +254,8 @@ class ApiErrorBody(_Rest, frozen=True, kw_only=True):
 def _decode(decoder: msgspec.json.Decoder[T], payload: bytes, what: str) -> T:
     try:
         return decoder.decode(payload)
-    except msgspec.DecodeError as exc:
+    # msgspec raises RecursionError for absurdly deep nesting, UnicodeDecodeError for bad UTF-8.
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
         raise DecodeError(f"cannot decode {what}: {exc}", exchange="BACKPACK") from exc
 
 
