@@ -92,7 +92,7 @@ def _goals(data: dict[str, Any]) -> list[dict[str, Any]]:
             "measured": goal.get("measured") or goal.get("value", ""),
             "met": bool(goal.get("met")),
         }
-        for goal in data.get("goals", [])
+        for goal in [*data.get("goals", []), *data.get("summary", {}).get("goals", [])]
     ]
 
 
@@ -109,6 +109,12 @@ def _summary(mode: str, out_dir: Path, ran: list[tuple[Bench, int, float]]) -> s
         "| benchmark | goal | required | measured | verdict |",
         "|---|---|---|---|---|",
     ]
+    if mode == "quick":
+        lines += [
+            "",
+            "Quick mode: fewer messages and rounds, and a 60-second soak whose RSS slope is only "
+            "indicative (the 10-minute soak with its 2-minute warm-up is in `--full`).",
+        ]
     sections = ["", "## Results", ""]
     for bench, code, wall in ran:
         json_path = out_dir / f"{bench.name}.json"
