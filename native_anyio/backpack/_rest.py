@@ -92,6 +92,8 @@ class BackpackRest:
             exchange=EXCHANGE,
             hooks=hooks,
             headers={"Content-Type": "application/json; charset=utf-8"},
+            # The same wall clock as the signatures: an HTTP-date Retry-After is converted with it.
+            clock=self.config.clock or time.time,
         )
 
     #: The last measured server clock offset (seconds, server minus local), or ``None``.
