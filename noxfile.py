@@ -21,7 +21,11 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 ROOT = Path(__file__).parent
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "lowest", "lint", "typing", "bridge-2.4", "bridge-3.0"]
+nox.options.sessions = ["tests", "lowest", "lint", "typing", "reliability-short", "bridge-2.4", "bridge-3.0"]
+
+#: The reliability scenarios (tests marked ``reliability``: fault proxy, simulator, every loop)
+#: run once, in ``reliability-short``, instead of in every cell of the matrix.
+NOT_RELIABILITY = ("-m", "not reliability")
 nox.options.error_on_missing_interpreters = True
 nox.options.reuse_existing_virtualenvs = True
 
@@ -60,7 +64,7 @@ def tests(session: nox.Session, extras: str) -> None:
             "import importlib.util, sys; sys.exit(importlib.util.find_spec('trio') is not None)",
         )
     # Two workers: CI has two cores, and every test is independent (own servers on port 0).
-    session.run("python", "-m", "pytest", *(session.posargs or ["-n", "2"]))
+    session.run("python", "-m", "pytest", *(session.posargs or ["-n", "2", *NOT_RELIABILITY]))
 
 
 @nox.session(python="3.10")
@@ -69,7 +73,7 @@ def lowest(session: nox.Session) -> None:
     if session.venv_backend != "uv":
         session.skip("lowest-direct resolution needs uv")
     session.install("--resolution=lowest-direct", ".[test,trio]")
-    session.run("python", "-m", "pytest", "-q", *(session.posargs or ["-n", "2"]))
+    session.run("python", "-m", "pytest", "-q", *(session.posargs or ["-n", "2", *NOT_RELIABILITY]))
 
 
 @nox.session(python="3.12")
@@ -105,6 +109,14 @@ def bench(session: nox.Session) -> None:
     """The benchmark suite (``benchmarks/run.py``): quick unless given ``-- --full``."""
     session.install(".[bench]")
     session.run("python", "benchmarks/run.py", *(session.posargs or ["--quick"]))
+
+
+@nox.session(name="reliability-short", python="3.11")
+def reliability_short(session: nox.Session) -> None:
+    """CI's short version of every reliability scenario, on asyncio, asyncio+uvloop and trio."""
+    session.install(".[test,trio]")
+    session.run("python", "-c", "import uvloop, trio")  # fail, never skip, when a loop is missing
+    session.run("python", "-m", "pytest", "-m", "reliability", *(session.posargs or ["-n", "2"]))
 
 
 @nox.session(python="3.11")

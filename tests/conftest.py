@@ -33,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line("markers", "asyncio_only: run on the asyncio backend only (the bridge)")
     config.addinivalue_line("markers", "uvloop: also run on asyncio with uvloop (when installed)")
+    config.addinivalue_line(
+        "markers", "reliability: the reliability scenarios (nox session reliability-short, not the matrix)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

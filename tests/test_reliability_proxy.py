@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from native_anyio.backpack import BackpackClient, Event
     from native_anyio.backpack.simulator import Simulator
 
+#: The reliability scenarios run in their own nox session (`reliability-short`), on 3 loops.
+pytestmark = pytest.mark.reliability
+
 SYMBOLS = ("SOL_USDC", "BTC_USDC_PERP")
 NOT_LIVE = ("syncing", "resyncing", "failed")
 PING_INTERVAL = 2.0
