@@ -154,6 +154,27 @@ def _set_linger_zero(stream: SocketStream) -> None:
         pass
 
 
+def _abort_if_resetting(stream: SocketStream) -> None:
+    """
+    Abort a socket set to reset (SO_LINGER 0) without the FIN anyio's close may send first.
+
+    On asyncio, anyio before 4.16 closes a socket stream with ``write_eof()`` (a FIN) and only
+    then aborts it, so the peer saw an orderly close instead of a RST; aborting the transport
+    first sends the RST alone. trio, and later anyio, close without a FIN already.
+    """
+    raw = stream.extra(SocketAttribute.raw_socket, None)
+    if raw is None:
+        return
+    try:
+        onoff, linger = struct.unpack("ii", raw.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8))
+    except (OSError, ValueError, struct.error):
+        return
+    if onoff and linger == 0:
+        abort = getattr(getattr(stream, "_transport", None), "abort", None)
+        if abort is not None:
+            abort()
+
+
 class _Pipe:
     """One direction of a connection: a reader and a writer joined by a bounded buffer."""
 
@@ -358,6 +379,7 @@ class ProxyConnection:
             for stream in streams:
                 await _discard_until_eof(stream)
         for stream in streams:
+            _abort_if_resetting(stream)
             await anyio.aclose_forcefully(stream)
         self._closed = True
 
