@@ -57,75 +57,11 @@ _PLACEHOLDER_BYTES: Final = b"1111111111111111111"
 SUBSCRIBE: Final = '{"method":"SUBSCRIBE","params":["feed.mix"]}'
 
 
-class Trade(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", tag="trade"):
-    E: int
-    T: int
-    a: str
-    b: str
-    m: bool
-    p: str
-    q: str
-    s: str
-    t: int
+# The structs, the decoder and the markets are the e2e feed's (``_feed.py``): every stack decodes
+# into the very same structs in both benchmarks.
+from _feed import _MARKETS, DECODER, Envelope, _price, _size, server_frame  # noqa: E402
 
-
-class BookTicker(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", tag="bookTicker"):
-    A: str
-    B: str
-    E: int
-    T: int
-    a: str
-    b: str
-    s: str
-    u: int
-
-
-class Depth(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", tag="depth"):
-    E: int
-    T: int
-    U: int
-    a: list[tuple[str, str]]
-    b: list[tuple[str, str]]
-    s: str
-    u: int
-
-
-class Ticker(msgspec.Struct, frozen=True, kw_only=True, tag_field="e", tag="ticker"):
-    E: int
-    V: str
-    c: str
-    h: str
-    l: str  # noqa: E741 - the wire name
-    n: int
-    o: str
-    s: str
-    v: str
-
-
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
-    data: Trade | BookTicker | Depth | Ticker
-    stream: str
-
-
-#: The typed decoder of every peer client (ours decodes through ``Router(Envelope)``, the same decoder).
-DECODER: Final = msgspec.json.Decoder(Envelope)
-
-# (symbol, mid price, price decimals, size decimals)
-_MARKETS: Final = (
-    ("BTC_USDC_PERP", 86_650.0, 1, 5),
-    ("ETH_USDC_PERP", 2_760.0, 2, 4),
-    ("SOL_USDC", 98.9, 2, 2),
-    ("SOL_USDC_PERP", 99.1, 2, 2),
-    ("AAPL.US_USDC_PERP", 340.3, 2, 2),
-)
-
-
-def _price(rng: random.Random, mid: float, decimals: int) -> str:
-    return f"{mid * (1 + rng.uniform(-0.002, 0.002)):.{decimals}f}"
-
-
-def _size(rng: random.Random, decimals: int) -> str:
-    return "0" if rng.random() < 0.1 else f"{rng.uniform(0.0, 250.0):.{decimals}f}"
+__all__ = ["DECODER", "STAMP_BASE", "SUBSCRIBE", "Envelope"]
 
 
 def _payload(rng: random.Random, now: int, uid: int) -> dict[str, object]:
@@ -181,18 +117,6 @@ def generate_payloads(n: int, *, seed: int = 0) -> list[bytes]:
             raise RuntimeError("placeholder collision; change the seed")
         out.append(body)
     return out
-
-
-def server_frame(opcode: int, payload: bytes) -> bytes:
-    """One unmasked, unfragmented server-to-client frame."""
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, n))
-    elif n < 65536:
-        head = bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big")
-    return head + payload
 
 
 CLOSE_1000: Final = server_frame(0x8, (1000).to_bytes(2, "big"))

@@ -92,6 +92,8 @@ class OrderBook:
 
     def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
         """Apply absolute level updates: size zero deletes, anything else sets the level."""
+        # The two sides are written out rather than shared through a helper: this is the hot path,
+        # and a call per level costs more than the search itself.
         keys = self._bid_keys
         sizes = self._bid_sizes
         for price, size in bids:
