@@ -37,25 +37,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 sys.path.insert(0, os.path.dirname(_HERE))  # the repository root, for native_anyio
 
-from _paced_server import DECODER, STAMP_BASE, SUBSCRIBE, Envelope  # noqa: E402
-
-
-def run_queue_wait_ns() -> int:
-    """Nanoseconds this thread spent runnable but waiting for a CPU (``/proc/thread-self/schedstat``)."""
-    try:
-        with open("/proc/thread-self/schedstat", encoding="ascii") as f:
-            return int(f.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _pin(cpu: int) -> None:
-    try:
-        if len(os.sched_getaffinity(0)) >= 2:
-            os.sched_setaffinity(0, {cpu})
-    except (AttributeError, OSError):
-        pass
-
+from _paced_server import DECODER, STAMP_BASE, SUBSCRIBE, Envelope, _pin, run_queue_wait_ns  # noqa: E402
 
 # --------------------------------------------------------------------------- native-anyio
 

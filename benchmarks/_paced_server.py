@@ -60,6 +60,7 @@ SUBSCRIBE: Final = '{"method":"SUBSCRIBE","params":["feed.mix"]}'
 # The structs, the decoder and the markets are the e2e feed's (``_feed.py``): every stack decodes
 # into the very same structs in both benchmarks.
 from _feed import _MARKETS, DECODER, Envelope, _price, _size, server_frame  # noqa: E402
+from _server import _pin, _read_frame  # noqa: E402  (the e2e feed server's websocket plumbing)
 
 __all__ = ["DECODER", "STAMP_BASE", "SUBSCRIBE", "Envelope"]
 
@@ -160,32 +161,8 @@ def _handshake(conn: socket.socket) -> str:
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
     )
-    _read_first_frame(conn, rest)
+    _read_frame(conn, rest)  # the SUBSCRIBE, discarded
     return path
-
-
-def _read_first_frame(conn: socket.socket, buf: bytes) -> None:
-    """Read (and discard) one complete client frame: the SUBSCRIBE."""
-    while True:
-        if len(buf) >= 2:
-            length = buf[1] & 0x7F
-            head = 2
-            if length == 126:
-                head = 4
-                length = int.from_bytes(buf[2:4], "big") if len(buf) >= 4 else 1 << 30
-            elif length == 127:
-                head = 10
-                length = int.from_bytes(buf[2:10], "big") if len(buf) >= 10 else 1 << 30
-            if buf[1] & 0x80:
-                head += 4
-            if len(buf) >= head + length:
-                return
-            if length > _MAX_HEAD:
-                raise ValueError("first frame too large")
-        chunk = conn.recv(4096)
-        if not chunk:
-            raise ValueError("EOF before the first frame")
-        buf += chunk
 
 
 def run_queue_wait_ns() -> int:
@@ -195,14 +172,6 @@ def run_queue_wait_ns() -> int:
             return int(f.read().split()[1])
     except (OSError, IndexError, ValueError):
         return 0
-
-
-def _pin(cpu: int) -> None:
-    try:
-        if len(os.sched_getaffinity(0)) >= 2:
-            os.sched_setaffinity(0, {cpu})
-    except (AttributeError, OSError):
-        pass  # not Linux, or not allowed: run unpinned
 
 
 # --------------------------------------------------------------------------- the paced server
